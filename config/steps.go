@@ -1,0 +1,250 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"go.starlark.net/starlark"
+)
+
+// stepKind is one step constructor, such as shell(...). Adding a step type
+// means adding an entry to stepKinds: the constructor gets the common step
+// options, the builtin and the Starlark value for free.
+type stepKind struct {
+	name   string  // builtin name, Kind() of its actions, and default step name
+	params []param // its own parameters; the common step options follow them
+
+	// action builds the step's action from the bound arguments, reporting
+	// problems through c. It also returns the leading arguments to show in
+	// the step's repr, such as the command of shell(...).
+	action func(c *call) (StepAction, []starlark.Value)
+}
+
+// stepKinds is the registry of step constructors. It is never modified.
+var stepKinds = []*stepKind{
+	{
+		name:   "shell",
+		params: []param{{name: "command", required: true, positional: true}},
+		action: shellAction,
+	},
+	{
+		name: "upload",
+		params: []param{
+			{name: "workersrc", required: true, positional: true},
+			{name: "masterdest", required: true, positional: true},
+			{name: "mode"},
+		},
+		action: uploadAction,
+	},
+	{
+		name: "download",
+		params: []param{
+			{name: "mastersrc", required: true, positional: true},
+			{name: "workerdest", required: true, positional: true},
+			{name: "mode"},
+		},
+		action: downloadAction,
+	},
+	{
+		name:   "mkdir",
+		params: []param{{name: "dir", required: true, positional: true}},
+		action: func(c *call) (StepAction, []starlark.Value) {
+			a := &MkdirAction{Dir: c.nonEmptyStr("dir", "")}
+			return a, []starlark.Value{starlark.String(a.Dir)}
+		},
+	},
+	{
+		name:   "rmdir",
+		params: []param{{name: "dir", required: true, positional: true}},
+		action: func(c *call) (StepAction, []starlark.Value) {
+			a := &RmdirAction{Dir: c.nonEmptyStr("dir", "")}
+			return a, []starlark.Value{starlark.String(a.Dir)}
+		},
+	},
+}
+
+// commonStepParams are the options every step constructor accepts, always
+// by keyword. They are parsed by commonStepOptions.
+var commonStepParams = []param{
+	{name: "name"},
+	{name: "description"},
+	{name: "halt_on_failure"},
+	{name: "flunk_on_failure"},
+	{name: "warn_on_failure"},
+	{name: "always_run"},
+	{name: "timeout"},
+	{name: "max_time"},
+	{name: "env"},
+	{name: "workdir"},
+	{name: "log_environ"},
+}
+
+// stepBuiltins returns one builtin per step kind.
+func stepBuiltins() []*builtin {
+	var bs []*builtin
+	for _, k := range stepKinds {
+		bs = append(bs, &builtin{
+			sig: newSignature(k.name, k.params, commonStepParams),
+			fn:  func(c *call) (starlark.Value, error) { return newStep(c, k), nil },
+		})
+	}
+	return bs
+}
+
+// newStep implements the constructor of step kind k. Steps are not
+// registered anywhere: they take effect by being passed to builder().
+func newStep(c *call, k *stepKind) starlark.Value {
+	action, reprArgs := k.action(c)
+	s := commonStepOptions(c, k.name)
+	s.Action = action
+
+	repr := reprCall(k.name, reprArgs...)
+	if _, named := c.given("name"); named {
+		repr = repr[:len(repr)-1] + ", name=" + starlark.String(s.Name).String() + ")"
+	}
+	return &object{
+		typ:  "step",
+		repr: repr,
+		attrs: starlark.StringDict{
+			"name": starlark.String(s.Name),
+			"kind": starlark.String(k.name),
+		},
+		item: s,
+		ok:   c.ok(),
+	}
+}
+
+// commonStepOptions returns a Step with the common step options of c
+// parsed and defaulted, for a step of the given kind.
+func commonStepOptions(c *call, kind string) *Step {
+	return &Step{
+		Name:           c.nonEmptyStr("name", kind),
+		Description:    c.str("description", ""),
+		HaltOnFailure:  c.bool("halt_on_failure", false),
+		FlunkOnFailure: c.bool("flunk_on_failure", true),
+		WarnOnFailure:  c.bool("warn_on_failure", false),
+		AlwaysRun:      c.bool("always_run", false),
+		Timeout:        c.duration("timeout", DefaultStepTimeout),
+		MaxTime:        c.duration("max_time", 0),
+		Env:            c.strDict("env"),
+		Workdir:        c.nonEmptyStr("workdir", DefaultWorkdir),
+		LogEnviron:     c.bool("log_environ", true),
+		Pos:            c.pos,
+	}
+}
+
+// shellAction parses shell(command): a string is a script for /bin/sh -c,
+// a list is an argv run directly.
+func shellAction(c *call) (StepAction, []starlark.Value) {
+	a := &ShellAction{}
+	v, ok := c.given("command")
+	if !ok {
+		return a, nil // missing: already reported
+	}
+	switch cmd := v.(type) {
+	case starlark.String:
+		a.Script = string(cmd)
+		if strings.TrimSpace(a.Script) == "" {
+			c.argErrorf("command", "empty command")
+		}
+	case *starlark.List, starlark.Tuple:
+		a.Argv = c.strList("command")
+		switch {
+		case cmd.(starlark.Sequence).Len() == 0:
+			c.argErrorf("command", "empty command")
+		case len(a.Argv) > 0 && a.Argv[0] == "":
+			c.argErrorf("command[0]", "empty program name")
+		}
+	default:
+		c.argErrorf("command", "want string or list of strings, got %s", v.Type())
+	}
+	return a, []starlark.Value{v}
+}
+
+func uploadAction(c *call) (StepAction, []starlark.Value) {
+	a := &UploadAction{
+		WorkerSrc:  c.nonEmptyStr("workersrc", ""),
+		MasterDest: c.nonEmptyStr("masterdest", ""),
+		Mode:       c.fileMode("mode"),
+	}
+	return a, []starlark.Value{starlark.String(a.WorkerSrc), starlark.String(a.MasterDest)}
+}
+
+func downloadAction(c *call) (StepAction, []starlark.Value) {
+	a := &DownloadAction{
+		MasterSrc:  c.nonEmptyStr("mastersrc", ""),
+		WorkerDest: c.nonEmptyStr("workerdest", ""),
+		Mode:       c.fileMode("mode"),
+	}
+	return a, []starlark.Value{starlark.String(a.MasterSrc), starlark.String(a.WorkerDest)}
+}
+
+// fileMode returns the file mode argument for name, or -1 if it is absent
+// or None.
+func (c *call) fileMode(name string) int {
+	before := c.nerr
+	m := c.int(name, -1)
+	if _, given := c.given(name); given && c.nerr == before && (m < 0 || m > 0o7777) {
+		c.argErrorf(name, "want a file mode from 0 to 0o7777 such as 0o644, got %d", m)
+		return -1
+	}
+	return m
+}
+
+// steps returns the argument for name as the steps of one builder: copies
+// of the given step values, with names made unique as Buildbot does.
+func (c *call) steps(name string) []*Step {
+	v, ok := c.given(name)
+	if !ok {
+		return nil // missing: already reported
+	}
+	seq, ok := asSequence(v)
+	if !ok {
+		c.argErrorf(name, "want list of steps, got %s", v.Type())
+		return nil
+	}
+	if seq.Len() == 0 {
+		c.argErrorf(name, "empty list; want at least one step")
+		return nil
+	}
+	steps := make([]*Step, 0, seq.Len())
+	for i := range seq.Len() {
+		e := seq.Index(i)
+		o, ok := e.(*object)
+		if !ok || o.typ != "step" {
+			hint := ""
+			if s, isStr := e.(starlark.String); isStr {
+				hint = fmt.Sprintf(" (did you mean shell(%s)?)", s)
+			}
+			c.argErrorf(name+"["+strconv.Itoa(i)+"]", "want step, got %s%s", e.Type(), hint)
+			continue
+		}
+		if !o.ok {
+			continue // its constructor reported the problem
+		}
+		// Copy: the same step value may be used by several builders, and
+		// its name is made unique per builder.
+		s := *o.item.(*Step)
+		steps = append(steps, &s)
+	}
+	uniqueStepNames(steps)
+	return steps
+}
+
+// uniqueStepNames renames steps whose name is already used in the list by
+// appending "_1", "_2", … like Buildbot: three steps named "shell" become
+// "shell", "shell_1", "shell_2".
+func uniqueStepNames(steps []*Step) {
+	used := make(map[string]bool, len(steps))
+	count := make(map[string]int)
+	for _, s := range steps {
+		name := s.Name
+		for used[name] {
+			count[s.Name]++
+			name = s.Name + "_" + strconv.Itoa(count[s.Name])
+		}
+		used[name] = true
+		s.Name = name
+	}
+}
