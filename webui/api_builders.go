@@ -1,0 +1,96 @@
+package webui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+
+	"github.com/starforge/starforge/master/store"
+)
+
+// GET /api/v2/builders
+func (s *Server) listBuilders(w http.ResponseWriter, r *http.Request) error {
+	bs, err := s.m.Store().ListBuilders(r.Context())
+	if err != nil {
+		return fmt.Errorf("list builders: %w", err)
+	}
+	out := make([]builderJSON, len(bs))
+	for i, b := range bs {
+		out[i] = toBuilderJSON(b)
+	}
+	writeCollection(w, "builders", out)
+	return nil
+}
+
+// GET /api/v2/builders/{builder}
+func (s *Server) getBuilder(w http.ResponseWriter, r *http.Request) error {
+	b, err := s.builder(r.Context(), r.PathValue("builder"))
+	if err != nil {
+		return err
+	}
+	writeCollection(w, "builders", []builderJSON{toBuilderJSON(b)})
+	return nil
+}
+
+// GET /api/v2/builders/{builder}/builds?limit=&before=
+func (s *Server) listBuilderBuilds(w http.ResponseWriter, r *http.Request) error {
+	b, err := s.builder(r.Context(), r.PathValue("builder"))
+	if err != nil {
+		return err
+	}
+	p := queryParams(r)
+	f := store.BuildFilter{BuilderID: b.ID, Limit: p.limit(), Before: p.id("before")}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	return s.writeBuilds(w, r, f)
+}
+
+// GET /api/v2/builders/{builder}/builds/{number}
+func (s *Server) getBuilderBuild(w http.ResponseWriter, r *http.Request) error {
+	b, err := s.builder(r.Context(), r.PathValue("builder"))
+	if err != nil {
+		return err
+	}
+	n, err := buildNumber(r.PathValue("number"))
+	if err != nil {
+		return err
+	}
+	bd, err := s.m.Store().GetBuildByNumber(r.Context(), b.ID, n)
+	if err != nil {
+		return lookupErr(err, "build %s/%d", b.Name, n)
+	}
+	writeCollection(w, "builds", []buildJSON{toBuildJSON(bd)})
+	return nil
+}
+
+// builder finds a builder by id or, failing that, by name: Buildbot
+// accepts both in URLs, and a builder may well be named "42".
+func (s *Server) builder(ctx context.Context, key string) (store.Builder, error) {
+	st := s.m.Store()
+	if id, err := strconv.ParseInt(key, 10, 64); err == nil && id > 0 {
+		b, err := st.GetBuilder(ctx, id)
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return b, lookupErr(err, "builder %d", id)
+		}
+	}
+	b, err := st.GetBuilderByName(ctx, key)
+	if err != nil {
+		return b, lookupErr(err, "builder %q", key)
+	}
+	return b, nil
+}
+
+func buildNumber(s string) (int, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt32 {
+		return 0, badParam("build number", "a non-negative integer", s)
+	}
+	return int(n), nil
+}

@@ -1,0 +1,62 @@
+package webui
+
+import (
+	"context"
+
+	"github.com/starforge/starforge/master/store"
+)
+
+// Master is what the web UI needs from the running master.
+// Implementations are safe for concurrent use.
+//
+// Errors returned by Force and StopBuild may implement
+// interface{ HTTPStatus() int } (found with errors.As) to choose the HTTP
+// status of the reply, typically 400, 404 or 409; store.ErrNotFound gives
+// 404; anything else is reported as 500 and logged.
+type Master interface {
+	// Title names this installation in page headers.
+	Title() string
+	// Store is the master's database; the web UI only reads from it.
+	Store() *store.Store
+	// ForceSchedulers lists the configured force schedulers.
+	ForceSchedulers() []ForceScheduler
+	// Force submits a buildset for r. The web UI has already checked that
+	// r.Scheduler exists, that r.Builders is non-empty and that every
+	// builder in it is listed by that scheduler.
+	Force(ctx context.Context, r ForceRequest) (store.Buildset, []store.BuildRequest, error)
+	// StopBuild asks the master to stop a running build. The web UI has
+	// already checked that the build exists.
+	StopBuild(ctx context.Context, buildID int64, reason string) error
+	// WorkerStates is the live state of the workers the master knows,
+	// keyed by worker name. Workers missing from the map are reported
+	// with their stored state.
+	WorkerStates() map[string]WorkerState
+	// QueueReasons says, for pending build request ids, why each one
+	// still waits (for example "no worker connected for builder b1").
+	// It may be empty or leave requests out.
+	QueueReasons() map[int64]string
+}
+
+// ForceScheduler is a configured force scheduler as the UI shows it.
+type ForceScheduler struct {
+	Name     string   // unique scheduler name, used in the URL
+	Label    string   // human-readable title of the force form; Name if empty
+	Builders []string // builder names this scheduler may force
+}
+
+// ForceRequest is one submission of a force form.
+type ForceRequest struct {
+	Scheduler  string
+	Builders   []string
+	Reason     string
+	Owner      string
+	Properties map[string]string // user-supplied properties, never nil
+}
+
+// WorkerState is the live state of one worker.
+type WorkerState struct {
+	Connected     bool
+	RunningBuilds []int64 // build ids
+	Paused        bool
+	PauseReason   string
+}

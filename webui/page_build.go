@@ -1,0 +1,86 @@
+package webui
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/starforge/starforge/master/store"
+)
+
+type buildData struct {
+	layout
+	Builder store.Builder
+	Build   store.Build
+	Running bool
+	Reason  string
+	Props   []propertyRow // sorted by name
+	Steps   []stepRow     // hidden steps left out, as Buildbot does
+}
+
+type propertyRow struct {
+	Name, Value, Source string
+}
+
+type stepRow struct {
+	Step store.Step
+	Logs []store.Log
+}
+
+// GET /builders/{builder}/builds/{number}
+func (s *Server) buildPage(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	st := s.m.Store()
+	b, err := s.builder(ctx, r.PathValue("builder"))
+	if err != nil {
+		return err
+	}
+	n, err := buildNumber(r.PathValue("number"))
+	if err != nil {
+		return err
+	}
+	bd, err := st.GetBuildByNumber(ctx, b.ID, n)
+	if err != nil {
+		return lookupErr(err, "build %s/%d", b.Name, n)
+	}
+	d := buildData{
+		layout:  layout{Site: s.m.Title(), Title: fmt.Sprintf("%s #%d", b.Name, bd.Number)},
+		Builder: b,
+		Build:   bd,
+		Running: bd.CompleteAt.IsZero(),
+	}
+
+	if bd.BuildsetID != 0 { // 0: started without a request
+		bs, err := st.GetBuildset(ctx, bd.BuildsetID)
+		if err != nil {
+			return lookupErr(err, "buildset %d", bd.BuildsetID)
+		}
+		d.Reason = bs.Reason
+	}
+
+	props, err := st.BuildProperties(ctx, bd.ID)
+	if err != nil {
+		return fmt.Errorf("properties of build %d: %w", bd.ID, err)
+	}
+	for name, p := range props {
+		d.Props = append(d.Props, propertyRow{Name: name, Value: propertyText(p.Value), Source: p.Source})
+	}
+	slices.SortFunc(d.Props, func(a, b propertyRow) int { return strings.Compare(a.Name, b.Name) })
+
+	steps, err := st.ListSteps(ctx, bd.ID)
+	if err != nil {
+		return fmt.Errorf("list steps of build %d: %w", bd.ID, err)
+	}
+	for _, sp := range steps {
+		if sp.Hidden {
+			continue
+		}
+		logs, err := st.ListLogs(ctx, sp.ID)
+		if err != nil {
+			return fmt.Errorf("list logs of step %d: %w", sp.ID, err)
+		}
+		d.Steps = append(d.Steps, stepRow{Step: sp, Logs: logs})
+	}
+	return s.render(w, http.StatusOK, "build", d)
+}

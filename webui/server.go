@@ -1,0 +1,158 @@
+package webui
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+)
+
+// Options configures a Server.
+type Options struct {
+	// Logger receives errors that cannot be shown to the client (store
+	// failures, panics). Nil discards them.
+	Logger *slog.Logger
+}
+
+// Server serves the web UI and REST API of one master.
+type Server struct {
+	m       Master
+	log     *slog.Logger
+	pages   *pageSet
+	assets  *assets
+	handler http.Handler
+}
+
+// New returns a Server for m. It panics if the embedded templates do not
+// parse, which is a build defect caught by the package's tests.
+func New(m Master, opts Options) *Server {
+	s := &Server{m: m, log: opts.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.assets = newAssets()
+	s.pages = mustParsePages(s.assets)
+	s.handler = s.routes()
+	return s
+}
+
+// Handler returns the handler for every page, asset and API endpoint.
+// It is safe for concurrent use.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	api := http.NewServeMux()
+	api.Handle("GET /api/v2/builders", s.api(s.listBuilders))
+	api.Handle("GET /api/v2/builders/{builder}", s.api(s.getBuilder))
+	api.Handle("GET /api/v2/builders/{builder}/builds", s.api(s.listBuilderBuilds))
+	api.Handle("GET /api/v2/builders/{builder}/builds/{number}", s.api(s.getBuilderBuild))
+	api.Handle("GET /api/v2/builds", s.api(s.listBuilds))
+	api.Handle("GET /api/v2/builds/{build}", s.api(s.getBuild))
+	api.Handle("POST /api/v2/builds/{build}", s.rpc(s.buildControl))
+	api.Handle("GET /api/v2/builds/{build}/steps", s.api(s.listSteps))
+	api.Handle("GET /api/v2/builds/{build}/properties", s.api(s.buildProperties))
+	api.Handle("GET /api/v2/steps/{step}/logs", s.api(s.listLogs))
+	api.Handle("GET /api/v2/logs/{log}", s.api(s.getLog))
+	api.Handle("GET /api/v2/logs/{log}/contents", s.api(s.logContents))
+	api.Handle("GET /api/v2/logs/{log}/raw", s.api(s.logRaw))
+	api.Handle("GET /api/v2/workers", s.api(s.listWorkers))
+	api.Handle("GET /api/v2/buildrequests", s.api(s.listRequests))
+	api.Handle("GET /api/v2/forceschedulers", s.api(s.listForceSchedulers))
+	api.Handle("POST /api/v2/forceschedulers/{scheduler}", s.rpc(s.force))
+
+	mux := http.NewServeMux()
+	mux.Handle("/api/", jsonFallback(api))
+	mux.Handle("GET /static/", s.assets)
+	mux.Handle("GET /{$}", s.page(s.homePage))
+	mux.Handle("GET /builders/{builder}", s.page(s.builderPage))
+	mux.Handle("GET /builders/{builder}/builds/{number}", s.page(s.buildPage))
+	mux.Handle("GET /workers", s.page(s.workersPage))
+	mux.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error {
+		return errorf(http.StatusNotFound, "no page at %s", r.URL.Path)
+	}))
+	return s.recoverer(securityHeaders(mux))
+}
+
+// jsonFallback serves API requests with mux, but answers the requests mux
+// has no route for (404, or 405 for a known path with the wrong method) with
+// a JSON error instead of ServeMux's plain text, keeping its status and Allow
+// header.
+func jsonFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			// Through the mux again, which sets r's path values.
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// Let ServeMux decide between 404 and 405 (and set Allow), but drop
+		// its text body.
+		c := &statusCapture{header: w.Header()}
+		h.ServeHTTP(c, r)
+		status := c.status
+		switch {
+		case status >= 300 && status < 400:
+			// A redirect to the cleaned path (e.g. from a double slash):
+			// Location is already set, the body does not matter.
+			w.WriteHeader(status)
+			return
+		case status < 400:
+			status = http.StatusNotFound
+		}
+		msg := fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path)
+		if status == http.StatusMethodNotAllowed {
+			msg = fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path)
+		}
+		writeJSON(w, status, errorBody{Error: msg})
+	})
+}
+
+// statusCapture records the status a handler writes and discards its body.
+type statusCapture struct {
+	header http.Header
+	status int
+}
+
+func (c *statusCapture) Header() http.Header         { return c.header }
+func (c *statusCapture) Write(p []byte) (int, error) { return len(p), nil }
+func (c *statusCapture) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+	}
+}
+
+// securityHeaders sets headers that make every response safer to render:
+// the Content-Security-Policy forbids inline scripts and foreign origins,
+// which the templates never need.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "same-origin")
+		hd.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// recoverer turns a panic in a handler into a logged 500 so that one bad
+// request does not take down the master. http.ErrAbortHandler is re-raised
+// because net/http uses it to abort a response on purpose.
+func (s *Server) recoverer(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(v)
+			}
+			s.log.Error("webui: panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			// The response may be half written; this is a best effort.
+			http.Error(w, "internal server error", http.StatusInternalServerError)
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
