@@ -1,0 +1,40 @@
+# Starforge: the two commands that matter are `make demo` and `make test`.
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/starforge/starforge/master/cli.Version=$(VERSION) -X github.com/starforge/starforge/worker.Version=$(VERSION)
+TESTFLAGS ?= -race -timeout 15m
+
+.PHONY: all build test demo bench lint fmt vet staticcheck clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/starforge ./master/cmd/starforge
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/starforge-worker ./worker/cmd/starforge-worker
+
+# Builds both binaries, then runs every test with the race detector.
+test: build
+	$(GO) vet ./...
+	$(GO) test $(TESTFLAGS) ./...
+
+# Starts a master, a worker and a local git repository, forces a build and
+# prints the web UI's URL; Ctrl-C stops everything.
+demo: build
+	./scripts/demo.sh
+
+# Prints the figures DESIGN.md sets targets for.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./master/bench/ ./master/store/ ./config/ ./webui/
+
+lint: vet staticcheck
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && false)
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+clean:
+	rm -rf $(BIN)

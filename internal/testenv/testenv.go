@@ -1,0 +1,30 @@
+// Package testenv lets tests that need programs from Debian packages skip
+// cleanly on a developer's machine and fail in CI, where every such program
+// is installed.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// NoSkipVar, when set to a non-empty value, turns every skip for a missing
+// program into a failure. .ci/run sets it, so CI always runs everything.
+const NoSkipVar = "STARFORGE_NO_SKIP"
+
+// LookPath returns the path of program, or skips the test (fails it when
+// NoSkipVar is set) with a message naming the Debian package to install.
+func LookPath(t testing.TB, program, debianPackage string) string {
+	t.Helper()
+	p, err := exec.LookPath(program)
+	if err == nil {
+		return p
+	}
+	msg := program + " not found: apt-get install " + debianPackage
+	if os.Getenv(NoSkipVar) != "" {
+		t.Fatalf("%s (%s is set, so this is a failure)", msg, NoSkipVar)
+	}
+	t.Skip(msg)
+	return ""
+}

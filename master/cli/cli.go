@@ -1,0 +1,194 @@
+// Package cli implements the starforge command's subcommands: the master
+// daemon and the admin tools that talk to it.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/starforge/starforge/config"
+	"github.com/starforge/starforge/master"
+)
+
+// Version is set at build time with -ldflags "-X ...cli.Version=...".
+var Version = "dev"
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitFailed  = 1 // the operation ran and failed (a build did not succeed, a config is invalid)
+	ExitUsage   = 2
+	ExitProblem = 3 // could not do what was asked (master unreachable, refused)
+)
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, out, errOut io.Writer) int
+}
+
+var commands = []command{
+	{"master", "run the master daemon", runMaster},
+	{"checkconfig", "check a master.star and summarise it", runCheckconfig},
+	{"force", "queue a build through the REST API", runForce},
+	{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) int {
+		fmt.Fprintln(out, "starforge", Version)
+		return ExitOK
+	}},
+}
+
+// Main runs the command line args (without the program name) and returns
+// the exit code.
+func Main(ctx context.Context, args []string, out, errOut io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(errOut)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], out, errOut)
+		}
+	}
+	fmt.Fprintf(errOut, "starforge: unknown command %q\n\n", args[0])
+	usage(errOut)
+	return ExitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: starforge COMMAND [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'starforge COMMAND --help' for a command's flags.")
+}
+
+// newFlags returns a FlagSet that reports to errOut and does not exit.
+func newFlags(name, args string, errOut io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() {
+		fmt.Fprintf(errOut, "usage: starforge %s %s\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags; it returns an exit code and false when the command
+// must stop (help asked, or a usage error).
+func parse(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK, false
+		}
+		return ExitUsage, false
+	}
+	return 0, true
+}
+
+func runCheckconfig(_ context.Context, args []string, out, errOut io.Writer) int {
+	fs := newFlags("checkconfig", "FILE", errOut)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return ExitUsage
+	}
+	cfg, err := config.Load(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(errOut, err)
+		var errs config.Errors
+		if errors.As(err, &errs) && len(errs) > 1 {
+			fmt.Fprintf(errOut, "%d errors\n", len(errs))
+		}
+		return ExitFailed
+	}
+	fmt.Fprintf(out, "%s: OK: %s\n", fs.Arg(0), cfg.Summary())
+	return ExitOK
+}
+
+func runMaster(ctx context.Context, args []string, out, errOut io.Writer) int {
+	fs := newFlags("master", "--basedir DIR [--config FILE]", errOut)
+	basedir := fs.String("basedir", os.Getenv("STARFORGE_BASEDIR"), "the master's base directory (database, uploads); env STARFORGE_BASEDIR")
+	cfgPath := fs.String("config", "", "the configuration file (default BASEDIR/master.star)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *basedir == "" {
+		fmt.Fprintln(errOut, "starforge master: --basedir is required (or set STARFORGE_BASEDIR)")
+		return ExitUsage
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(errOut, "starforge master: --log-level: %v\n", err)
+		return ExitUsage
+	}
+	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: lvl}))
+	m, err := master.New(master.Options{Basedir: *basedir, ConfigPath: *cfgPath, Logger: log})
+	if err != nil {
+		fmt.Fprintln(errOut, err)
+		return ExitFailed
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := m.Reconfig(ctx); err != nil {
+					log.Error("reconfig refused; the running configuration is unchanged", "err", err)
+				}
+			}
+		}
+	}()
+	go func() {
+		select {
+		case <-m.Ready():
+			fmt.Fprintf(out, "Starforge master running: web UI at http://%s/ , workers connect to %s\n", m.HTTPAddr(), m.WorkerAddr())
+		case <-ctx.Done():
+		}
+	}()
+	if err := m.Run(ctx); err != nil {
+		fmt.Fprintln(errOut, err)
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// propFlag collects repeated --prop k=v flags.
+type propFlag map[string]string
+
+func (p propFlag) String() string {
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k+"="+p[k])
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ",")
+}
+
+func (p propFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want NAME=VALUE, got %q", s)
+	}
+	p[k] = v
+	return nil
+}

@@ -1,0 +1,362 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/starforge/starforge/master/result"
+)
+
+// defaultMasterURL is where the admin commands look for the master when
+// neither --master nor STARFORGE_URL says otherwise.
+const defaultMasterURL = "http://127.0.0.1:8010/"
+
+// pollInterval is how often --wait asks the master for progress.
+const pollInterval = 250 * time.Millisecond
+
+func runForce(ctx context.Context, args []string, out, errOut io.Writer) int {
+	fs := newFlags("force", "[--master URL] [--prop NAME=VALUE]... [--reason TEXT] [--wait] BUILDER", errOut)
+	masterURL := fs.String("master", envOr("STARFORGE_URL", defaultMasterURL), "the master's web URL; env STARFORGE_URL")
+	reason := fs.String("reason", "forced from the command line", "why the build is forced")
+	owner := fs.String("owner", envOr("USER", "cli"), "who forces the build")
+	wait := fs.Bool("wait", false, "follow the build, print its steps, and exit non-zero unless it succeeded")
+	props := propFlag{}
+	fs.Var(props, "prop", "a build property NAME=VALUE (repeatable)")
+	// Allow flags after the builder name, as people type them.
+	if code, ok := parse(fs, reorderFlags(args)); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return ExitUsage
+	}
+	builder := fs.Arg(0)
+	c, err := newClient(*masterURL)
+	if err != nil {
+		fmt.Fprintf(errOut, "starforge force: --master: %v\n", err)
+		return ExitUsage
+	}
+	sched, err := c.forceSchedulerFor(ctx, builder)
+	if err != nil {
+		fmt.Fprintf(errOut, "starforge force: %v\n", err)
+		return ExitProblem
+	}
+	params := map[string]any{"builderNames": []string{builder}, "reason": *reason, "owner": *owner}
+	for k, v := range props {
+		params[k] = v
+	}
+	var res []json.RawMessage
+	if err := c.rpc(ctx, "forceschedulers/"+url.PathEscape(sched), "force", params, &res); err != nil {
+		fmt.Fprintf(errOut, "starforge force: %v\n", err)
+		return ExitProblem
+	}
+	var bsid int64
+	reqs := map[string]int64{}
+	if len(res) != 2 || json.Unmarshal(res[0], &bsid) != nil || json.Unmarshal(res[1], &reqs) != nil {
+		fmt.Fprintf(errOut, "starforge force: unexpected answer from the master: %s\n", joinRaw(res))
+		return ExitProblem
+	}
+	var reqIDs []int64
+	for _, id := range reqs {
+		reqIDs = append(reqIDs, id)
+	}
+	sort.Slice(reqIDs, func(i, j int) bool { return reqIDs[i] < reqIDs[j] })
+	fmt.Fprintf(out, "queued buildset %d: build request %s for %s\n", bsid, joinIDs(reqIDs), builder)
+	if !*wait {
+		return ExitOK
+	}
+	code := ExitOK
+	for _, id := range reqIDs {
+		r, err := c.follow(ctx, id, out)
+		if err != nil {
+			fmt.Fprintf(errOut, "starforge force: %v\n", err)
+			return ExitProblem
+		}
+		if r != result.Success && r != result.Warnings {
+			code = ExitFailed
+		}
+	}
+	return code
+}
+
+// reorderFlags moves flags after positional arguments to the front, so
+// "force proj --wait" works like "force --wait proj".
+func reorderFlags(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && takesValue(name) && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+func takesValue(name string) bool {
+	switch name {
+	case "master", "reason", "owner", "prop":
+		return true
+	}
+	return false
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func joinIDs(ids []int64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatInt(id, 10)
+	}
+	return strings.Join(s, ", ")
+}
+
+func joinRaw(r []json.RawMessage) string {
+	s := make([]string, len(r))
+	for i, m := range r {
+		s[i] = string(m)
+	}
+	return "[" + strings.Join(s, ",") + "]"
+}
+
+// client talks to the master's REST API.
+type client struct {
+	base *url.URL
+	http *http.Client
+}
+
+func newClient(raw string) (*client, error) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("want an http:// or https:// URL, got %q", raw)
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	return &client{base: u, http: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+func (c *client) url(path string) string {
+	return c.base.ResolveReference(&url.URL{Path: "api/v2/" + path}).String()
+}
+
+// get fetches api/v2/path (with query) into v.
+func (c *client) get(ctx context.Context, path string, query url.Values, v any) error {
+	u := c.url(path)
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	return c.do(req, v)
+}
+
+func (c *client) do(req *http.Request, v any) error {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the master: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read answer from %s: %w", req.URL, err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error any `json:"error"`
+		}
+		if json.Unmarshal(body, &e) == nil && e.Error != nil {
+			if m, ok := e.Error.(map[string]any); ok && m["message"] != nil {
+				return fmt.Errorf("master refused: %v", m["message"])
+			}
+			return fmt.Errorf("master refused: %v", e.Error)
+		}
+		return fmt.Errorf("%s %s: %s", req.Method, req.URL, resp.Status)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("decode answer from %s: %w", req.URL, err)
+	}
+	return nil
+}
+
+// rpc calls a Buildbot-style JSON-RPC control endpoint.
+func (c *client) rpc(ctx context.Context, path, method string, params map[string]any, result any) error {
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": method, "id": 1, "params": params})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(path), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	var resp struct {
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := c.do(req, &resp); err != nil {
+		return err
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("master refused: %s", resp.Error.Message)
+	}
+	return json.Unmarshal(resp.Result, result)
+}
+
+func (c *client) forceSchedulerFor(ctx context.Context, builder string) (string, error) {
+	var resp struct {
+		Schedulers []struct {
+			Name     string   `json:"name"`
+			Builders []string `json:"builder_names"`
+		} `json:"forceschedulers"`
+	}
+	if err := c.get(ctx, "forceschedulers", nil, &resp); err != nil {
+		return "", err
+	}
+	var names []string
+	for _, s := range resp.Schedulers {
+		for _, b := range s.Builders {
+			if b == builder {
+				return s.Name, nil
+			}
+			names = append(names, b)
+		}
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("the master has no force_scheduler, so no builder can be forced")
+	}
+	sort.Strings(names)
+	return "", fmt.Errorf("no force_scheduler lists builder %q (forceable: %s)", builder, strings.Join(names, ", "))
+}
+
+type apiBuild struct {
+	ID          int64    `json:"buildid"`
+	Number      int      `json:"number"`
+	Builder     string   `json:"builder_name"`
+	Worker      string   `json:"worker_name"`
+	Complete    bool     `json:"complete"`
+	Results     *int     `json:"results"`
+	StateString string   `json:"state_string"`
+	StartedAt   *float64 `json:"started_at"`
+	CompleteAt  *float64 `json:"complete_at"`
+}
+
+type apiStep struct {
+	ID          int64    `json:"stepid"`
+	Number      int      `json:"number"`
+	Name        string   `json:"name"`
+	Complete    bool     `json:"complete"`
+	Results     *int     `json:"results"`
+	StateString string   `json:"state_string"`
+	StartedAt   *float64 `json:"started_at"`
+	CompleteAt  *float64 `json:"complete_at"`
+}
+
+// follow prints the progress of the builds of one request until one ends
+// with a result other than RETRY, and returns that result.
+func (c *client) follow(ctx context.Context, reqID int64, out io.Writer) (result.Result, error) {
+	seen := map[int64]bool{} // builds announced
+	done := map[int64]bool{} // steps printed
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		var resp struct {
+			Builds []apiBuild `json:"builds"`
+		}
+		q := url.Values{"buildrequestid": {strconv.FormatInt(reqID, 10)}}
+		if err := c.get(ctx, "builds", q, &resp); err != nil {
+			return result.None, err
+		}
+		sort.Slice(resp.Builds, func(i, j int) bool { return resp.Builds[i].ID < resp.Builds[j].ID })
+		for _, b := range resp.Builds {
+			if !seen[b.ID] {
+				seen[b.ID] = true
+				fmt.Fprintf(out, "build %s #%d started on %s\n", b.Builder, b.Number, b.Worker)
+			}
+			var steps struct {
+				Steps []apiStep `json:"steps"`
+			}
+			if err := c.get(ctx, fmt.Sprintf("builds/%d/steps", b.ID), nil, &steps); err != nil {
+				return result.None, err
+			}
+			for _, s := range steps.Steps {
+				if s.Complete && !done[s.ID] {
+					done[s.ID] = true
+					fmt.Fprintf(out, "  %-9s %-20s %8s  %s\n", resultName(s.Results), s.Name, duration(s.StartedAt, s.CompleteAt), s.StateString)
+				}
+			}
+			if b.Complete {
+				r := result.Result(*b.Results)
+				fmt.Fprintf(out, "build %s #%d: %s (%s) in %s\n", b.Builder, b.Number, r, b.StateString, duration(b.StartedAt, b.CompleteAt))
+				if r != result.Retry && b.ID == resp.Builds[len(resp.Builds)-1].ID {
+					return r, nil
+				}
+				if r == result.Retry && b.ID == resp.Builds[len(resp.Builds)-1].ID && !announcedRetry(seen, b.ID) {
+					fmt.Fprintln(out, "the build will be retried")
+					seen[-b.ID] = true
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return result.None, errors.New("interrupted while waiting for the build")
+		case <-t.C:
+		}
+	}
+}
+
+func announcedRetry(seen map[int64]bool, id int64) bool { return seen[-id] }
+
+func resultName(r *int) string {
+	if r == nil {
+		return "-"
+	}
+	return result.Result(*r).String()
+}
+
+func duration(start, end *float64) string {
+	if start == nil || end == nil {
+		return ""
+	}
+	d := time.Duration((*end - *start) * float64(time.Second))
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}

@@ -1,0 +1,179 @@
+package dispatch
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/starforge/starforge/master/store"
+)
+
+type started struct {
+	req    store.BuildRequest
+	worker string
+	finish chan bool // send requeue to end the build
+}
+
+// fakeStarter reports each start and holds the build until told to end it
+// (or until the test ends).
+type fakeStarter struct {
+	starts chan started
+	quit   chan struct{}
+}
+
+func (f *fakeStarter) RunBuild(req store.BuildRequest, worker string) bool {
+	s := started{req: req, worker: worker, finish: make(chan bool)}
+	f.starts <- s
+	select {
+	case requeue := <-s.finish:
+		return requeue
+	case <-f.quit:
+		return false
+	}
+}
+
+func setup(t *testing.T, cfg Config) (*Dispatcher, *fakeStarter) {
+	t.Helper()
+	f := &fakeStarter{starts: make(chan started, 100), quit: make(chan struct{})}
+	d := New(f, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		close(f.quit) // release whatever still runs so Run can return
+		<-done
+	})
+	d.SetConfig(cfg)
+	return d, f
+}
+
+func req(id int64, builder string, prio int, age time.Duration) store.BuildRequest {
+	return store.BuildRequest{ID: id, BuilderName: builder, Priority: prio, SubmittedAt: time.Unix(1e9, 0).Add(-age)}
+}
+
+func next(t *testing.T, f *fakeStarter) started {
+	t.Helper()
+	select {
+	case s := <-f.starts:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no build started")
+	}
+	return started{}
+}
+
+// settle waits until the dispatcher processed every event sent so far.
+func settle(t *testing.T, d *Dispatcher) Snapshot {
+	t.Helper()
+	s, err := d.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func noStart(t *testing.T, d *Dispatcher, f *fakeStarter) {
+	t.Helper()
+	settle(t, d)
+	select {
+	case s := <-f.starts:
+		t.Fatalf("unexpected start of request %d on %s", s.req.ID, s.worker)
+	default:
+	}
+}
+
+func TestWaitsForWorkerAndSaysWhy(t *testing.T) {
+	d, f := setup(t, Config{Builders: []Builder{{Name: "b", Workers: []string{"w1", "w2"}}}})
+	d.Add(req(1, "b", 0, 0))
+	noStart(t, d, f)
+	snap := settle(t, d)
+	if len(snap.Pending) != 1 || !strings.Contains(snap.Reasons[1], "no worker connected for builder b") {
+		t.Fatalf("snapshot = %+v", snap)
+	}
+	d.Attached("w2")
+	if s := next(t, f); s.req.ID != 1 || s.worker != "w2" {
+		t.Fatalf("started %d on %s", s.req.ID, s.worker)
+	}
+}
+
+func TestMaxBuildsAndOneBuildPerBuilderPerWorker(t *testing.T) {
+	d, f := setup(t, Config{
+		Builders: []Builder{{Name: "a", Workers: []string{"w"}}, {Name: "b", Workers: []string{"w"}}, {Name: "c", Workers: []string{"w"}}},
+		Workers:  []Worker{{Name: "w", MaxBuilds: 2}},
+	})
+	d.Attached("w")
+	d.Add(req(1, "a", 0, 3*time.Second), req(2, "a", 0, 2*time.Second), req(3, "b", 0, time.Second), req(4, "c", 0, 0))
+	s1, s2 := next(t, f), next(t, f)
+	if s1.req.ID > s2.req.ID { // they start concurrently
+		s1, s2 = s2, s1
+	}
+	if s1.req.ID != 1 || s2.req.ID != 3 {
+		t.Fatalf("started %d and %d, want 1 and 3 (2 waits: same builder on the same worker)", s1.req.ID, s2.req.ID)
+	}
+	noStart(t, d, f)
+	if r := settle(t, d).Reasons[4]; !strings.Contains(r, "busy") {
+		t.Errorf("reason for 4 = %q", r)
+	}
+	s1.finish <- false
+	if s := next(t, f); s.req.ID != 2 {
+		t.Fatalf("after a build ended, started %d, want 2", s.req.ID)
+	}
+}
+
+func TestRequeueGoesToHead(t *testing.T) {
+	d, f := setup(t, Config{
+		Builders: []Builder{{Name: "b", Workers: []string{"w"}}},
+		Workers:  []Worker{{Name: "w", MaxBuilds: 1}},
+	})
+	d.Attached("w")
+	d.Add(req(1, "b", 0, 0))
+	first := next(t, f)
+	d.Add(req(2, "b", 0, time.Hour)) // older than 1, but 1 is requeued to the head
+	settle(t, d)
+	first.finish <- true
+	if s := next(t, f); s.req.ID != 1 {
+		t.Fatalf("after requeue started %d, want 1 again", s.req.ID)
+	}
+}
+
+func TestPriorityThenAge(t *testing.T) {
+	d, f := setup(t, Config{
+		Builders: []Builder{{Name: "b", Workers: []string{"w"}}},
+		Workers:  []Worker{{Name: "w", MaxBuilds: 1}},
+	})
+	d.Add(req(1, "b", 0, time.Hour), req(2, "b", 5, 0), req(3, "b", 0, 2*time.Hour))
+	settle(t, d)
+	d.Attached("w")
+	var got []int64
+	for i := 0; i < 3; i++ {
+		s := next(t, f)
+		got = append(got, s.req.ID)
+		s.finish <- false
+	}
+	if got[0] != 2 || got[1] != 3 || got[2] != 1 {
+		t.Fatalf("order %v, want [2 3 1]", got)
+	}
+}
+
+func TestDetachedWorkerGetsNothing(t *testing.T) {
+	d, f := setup(t, Config{Builders: []Builder{{Name: "b", Workers: []string{"w"}}}})
+	d.Attached("w")
+	d.Detached("w")
+	d.Add(req(1, "b", 0, 0))
+	noStart(t, d, f)
+	if r := settle(t, d).Reasons[1]; !strings.Contains(r, "no worker connected") {
+		t.Errorf("reason = %q", r)
+	}
+}
+
+func TestUnknownBuilderWaitsWithReason(t *testing.T) {
+	d, f := setup(t, Config{})
+	d.Attached("w")
+	d.Add(req(1, "gone", 0, 0))
+	noStart(t, d, f)
+	if r := settle(t, d).Reasons[1]; !strings.Contains(r, "not in the configuration") {
+		t.Errorf("reason = %q", r)
+	}
+}

@@ -1,0 +1,294 @@
+// Package master wires the Starforge master together: configuration,
+// store, worker registry, dispatcher, build runner and web server.
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/starforge/starforge/config"
+	"github.com/starforge/starforge/master/build"
+	"github.com/starforge/starforge/master/dispatch"
+	"github.com/starforge/starforge/master/registry"
+	"github.com/starforge/starforge/master/store"
+	"github.com/starforge/starforge/webui"
+)
+
+// Options configure a Master.
+type Options struct {
+	// Basedir holds the database, uploaded files and the run/ directory.
+	Basedir string
+	// ConfigPath is the master.star to load; default Basedir/master.star.
+	ConfigPath string
+	Logger     *slog.Logger
+	// ShutdownTimeout bounds how long Run waits for builds to end after its
+	// context is cancelled. Default 30 s.
+	ShutdownTimeout time.Duration
+	// Observer, if set, is told of build progress too (benchmarks, metrics).
+	Observer build.Observer
+}
+
+// Master is a running master. Its methods are safe for concurrent use.
+type Master struct {
+	opts  Options
+	log   *slog.Logger
+	cfg   atomic.Pointer[config.Config]
+	store *store.Store
+	reg   *registry.Registry
+	disp  *dispatch.Dispatcher
+	run   *build.Runner
+	web   *webui.Server
+
+	mu        sync.Mutex
+	httpAddr  string
+	workerURL string
+	ready     chan struct{}
+}
+
+// StateFile is the database's file name inside the basedir.
+const StateFile = "state.sqlite"
+
+// New loads the configuration and opens the store; Run starts serving.
+func New(opts Options) (*Master, error) {
+	if opts.Basedir == "" {
+		return nil, errors.New("master: no basedir")
+	}
+	abs, err := filepath.Abs(opts.Basedir)
+	if err != nil {
+		return nil, fmt.Errorf("master: basedir: %w", err)
+	}
+	opts.Basedir = abs
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = filepath.Join(abs, "master.star")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if err := os.MkdirAll(filepath.Join(abs, "run"), 0o755); err != nil {
+		return nil, fmt.Errorf("master: create basedir: %w", err)
+	}
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(filepath.Join(abs, StateFile))
+	if err != nil {
+		return nil, fmt.Errorf("master: %w", err)
+	}
+	m := &Master{opts: opts, log: opts.Logger, store: st, ready: make(chan struct{})}
+	m.cfg.Store(cfg)
+	m.run = build.New(st, nil, m.Config, abs, m.log)
+	m.run.Observer = observer{m}
+	m.disp = dispatch.New(m.run, m.log)
+	m.reg = registry.New(registry.Options{
+		Credentials: m.credentials,
+		Hooks:       registry.Hooks{Attached: m.attached, Detached: m.detached},
+		Logger:      m.log,
+	})
+	m.run.Sessions = m.reg
+	m.web = webui.New(m, webui.Options{Logger: m.log})
+	return m, nil
+}
+
+// Config returns the configuration in force.
+func (m *Master) Config() *config.Config { return m.cfg.Load() }
+
+// Store returns the master's store.
+func (m *Master) Store() *store.Store { return m.store }
+
+// Title implements webui.Master.
+func (m *Master) Title() string { return m.Config().Master.Title }
+
+func (m *Master) credentials(name string) (string, bool) {
+	w := m.Config().Worker(name)
+	if w == nil {
+		return "", false
+	}
+	return w.Password, true
+}
+
+func (m *Master) attached(s *registry.Session) {
+	ctx := context.Background()
+	id, err := m.store.EnsureWorker(ctx, s.Name)
+	if err == nil {
+		err = m.store.SetWorkerConnected(ctx, id, true, s.Info(), time.Now())
+	}
+	if err != nil {
+		m.log.Error("record worker connection", "worker", s.Name, "err", err)
+	}
+	m.disp.Attached(s.Name)
+}
+
+func (m *Master) detached(s *registry.Session, reason error) {
+	ctx := context.Background()
+	if w, err := m.store.GetWorkerByName(ctx, s.Name); err == nil {
+		if err := m.store.SetWorkerConnected(ctx, w.ID, false, nil, time.Now()); err != nil {
+			m.log.Error("record worker disconnection", "worker", s.Name, "err", err)
+		}
+	}
+	m.disp.Detached(s.Name)
+}
+
+// dispatchConfig extracts what the dispatcher needs from cfg.
+func dispatchConfig(cfg *config.Config) dispatch.Config {
+	var dc dispatch.Config
+	for _, b := range cfg.Builders {
+		dc.Builders = append(dc.Builders, dispatch.Builder{Name: b.Name, Workers: b.WorkerNames})
+	}
+	for _, w := range cfg.Workers {
+		dc.Workers = append(dc.Workers, dispatch.Worker{Name: w.Name, MaxBuilds: w.MaxBuilds})
+	}
+	return dc
+}
+
+// register records the configured builders and workers in the store.
+func (m *Master) register(ctx context.Context, cfg *config.Config) error {
+	for _, b := range cfg.Builders {
+		if _, err := m.store.EnsureBuilder(ctx, store.Builder{Name: b.Name, Description: b.Description, Tags: b.Tags}); err != nil {
+			return fmt.Errorf("register builder %s: %w", b.Name, err)
+		}
+	}
+	for _, w := range cfg.Workers {
+		if _, err := m.store.EnsureWorker(ctx, w.Name); err != nil {
+			return fmt.Errorf("register worker %s: %w", w.Name, err)
+		}
+	}
+	return nil
+}
+
+// Reconfig loads the configuration file again and, if it is valid, makes
+// it the one new builds use; running builds keep theirs. An invalid file
+// changes nothing.
+func (m *Master) Reconfig(ctx context.Context) error {
+	cfg, err := config.Load(m.opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if err := m.register(ctx, cfg); err != nil {
+		return err
+	}
+	m.cfg.Store(cfg)
+	m.disp.SetConfig(dispatchConfig(cfg))
+	m.log.Info("reconfigured", "config", cfg.Path, "summary", cfg.Summary())
+	return nil
+}
+
+// HTTPAddr returns the web server's address once Run listens ("" before).
+func (m *Master) HTTPAddr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.httpAddr
+}
+
+// WorkerAddr returns the worker listener's address once Run listens.
+func (m *Master) WorkerAddr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.workerURL
+}
+
+// Ready is closed once Run listens on both ports.
+func (m *Master) Ready() <-chan struct{} { return m.ready }
+
+// Run serves until ctx ends, then stops: running builds are interrupted
+// and end RETRY with their requests back at the head of the queue, so a
+// restarted master runs them again.
+func (m *Master) Run(ctx context.Context) error {
+	defer m.store.Close()
+	cfg := m.Config()
+	stats, err := m.store.Recover(ctx, time.Now())
+	if err != nil {
+		return fmt.Errorf("master: recover: %w", err)
+	}
+	if stats.Builds > 0 || stats.Requests > 0 {
+		m.log.Info("recovered after an unclean stop", "builds_marked_retry", stats.Builds, "requests_requeued", stats.Requests)
+	}
+	if err := m.register(ctx, cfg); err != nil {
+		return fmt.Errorf("master: %w", err)
+	}
+	pending, err := m.store.PendingRequests(ctx)
+	if err != nil {
+		return fmt.Errorf("master: read queue: %w", err)
+	}
+
+	wl, err := net.Listen("tcp", cfg.Master.WorkerAddr)
+	if err != nil {
+		return fmt.Errorf("master: worker port: %w", err)
+	}
+	hl, err := net.Listen("tcp", cfg.Master.HTTPAddr)
+	if err != nil {
+		wl.Close()
+		return fmt.Errorf("master: web port: %w", err)
+	}
+	m.mu.Lock()
+	m.workerURL = wl.Addr().String()
+	m.httpAddr = hl.Addr().String()
+	m.mu.Unlock()
+	if err := m.writeRunFiles(); err != nil {
+		m.log.Warn("write run files", "err", err)
+	}
+
+	dctx, stopDispatch := context.WithCancel(context.Background())
+	dispatched := make(chan struct{})
+	go func() { m.disp.Run(dctx); close(dispatched) }()
+	m.disp.SetConfig(dispatchConfig(cfg))
+	m.disp.Add(pending...)
+
+	workerSrv := &http.Server{Handler: m.reg, ReadHeaderTimeout: 10 * time.Second}
+	webSrv := &http.Server{Handler: m.web.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- serve(workerSrv, wl) }()
+	go func() { errc <- serve(webSrv, hl) }()
+	m.log.Info("master running", "config", cfg.Path, "summary", cfg.Summary(),
+		"workers_at", m.workerURL, "web_ui", "http://"+m.httpAddr+"/", "queued", len(pending))
+	close(m.ready)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	m.log.Info("master stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
+	defer cancel()
+	_ = webSrv.Shutdown(sctx)
+	if err := m.run.Shutdown(sctx, "master shutting down"); err != nil {
+		m.log.Warn("builds still running at shutdown", "err", err)
+	}
+	_ = workerSrv.Close()
+	m.reg.Close()
+	stopDispatch()
+	<-dispatched
+	os.Remove(filepath.Join(m.opts.Basedir, "run", "http.addr"))
+	os.Remove(filepath.Join(m.opts.Basedir, "run", "worker.addr"))
+	return runErr
+}
+
+func serve(s *http.Server, l net.Listener) error {
+	if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// writeRunFiles records the listening addresses, so scripts and tests that
+// asked for port 0 can find the master.
+func (m *Master) writeRunFiles() error {
+	dir := filepath.Join(m.opts.Basedir, "run")
+	if err := os.WriteFile(filepath.Join(dir, "worker.addr"), []byte(m.WorkerAddr()+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "http.addr"), []byte(m.HTTPAddr()+"\n"), 0o644)
+}

@@ -1,0 +1,280 @@
+// Package registry accepts worker connections on the master: it
+// authenticates the WebSocket upgrade, runs the session handshake, keeps the
+// set of connected workers, and routes each worker's command traffic to the
+// remote command it belongs to.
+package registry
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/starforge/starforge/worker/proto"
+)
+
+// Credentials returns the password configured for a worker name, or false
+// when no such worker is configured. It is consulted on every connection,
+// so a reconfig takes effect for the next one.
+type Credentials func(name string) (password string, ok bool)
+
+// Hooks are called as workers come and go. Each is called from the
+// connection's own goroutine; implementations must not block for long.
+type Hooks struct {
+	// Attached is called once the handshake succeeded and the session can
+	// run commands.
+	Attached func(*Session)
+	// Detached is called once when an attached session's connection ends,
+	// after every running command has failed with ErrWorkerLost.
+	Detached func(s *Session, reason error)
+}
+
+// Options configure a Registry.
+type Options struct {
+	Credentials Credentials
+	Hooks       Hooks
+	Logger      *slog.Logger
+	// Conn tunes each connection (ping interval, frame limit).
+	Conn proto.Options
+	// HandshakeTimeout bounds get_worker_info and set_worker_settings.
+	HandshakeTimeout time.Duration
+	// Settings sent with set_worker_settings; zero values pick Buildbot's.
+	Settings map[string]any
+}
+
+// Registry is an http.Handler for the worker port and the set of connected
+// workers. It is safe for concurrent use.
+type Registry struct {
+	opts     Options
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	closed   bool
+}
+
+// New returns a Registry.
+func New(opts Options) *Registry {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.HandshakeTimeout == 0 {
+		opts.HandshakeTimeout = 30 * time.Second
+	}
+	if opts.Settings == nil {
+		opts.Settings = map[string]any{
+			"newline_re":      proto.DefaultNewlineRE,
+			"max_line_length": proto.DefaultMaxLineLength,
+			"buffer_timeout":  0.2,
+			"buffer_size":     proto.DefaultBufferSize,
+		}
+	}
+	opts.Conn.Logger = opts.Logger
+	return &Registry{
+		opts:     opts,
+		log:      opts.Logger,
+		sessions: make(map[string]*Session),
+		upgrader: websocket.Upgrader{
+			ReadBufferSize:  64 << 10,
+			WriteBufferSize: 64 << 10,
+			// Workers are not browsers; there is no origin to check.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+	}
+}
+
+// Get returns the attached session of the named worker, or nil.
+func (r *Registry) Get(name string) *Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sessions[name]
+}
+
+// Sessions returns the attached sessions sorted by worker name.
+func (r *Registry) Sessions() []*Session {
+	r.mu.Lock()
+	out := make([]*Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		out = append(out, s)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Close disconnects every worker and refuses new connections. It waits
+// until every Detached hook has run.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	r.closed = true
+	sessions := make([]*Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		sessions = append(sessions, s)
+	}
+	r.mu.Unlock()
+	for _, s := range sessions {
+		s.conn.Close(errors.New("master shutting down"))
+	}
+	for _, s := range sessions {
+		<-s.detached
+	}
+}
+
+// ServeHTTP authenticates and upgrades a worker connection, then serves it
+// until it ends.
+func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	name, password, status := basicAuth(req)
+	if status != 0 {
+		r.log.Warn("refused worker connection", "remote", req.RemoteAddr, "status", status, "reason", "missing or malformed Authorization header")
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+	want, ok := r.opts.Credentials(name)
+	if !ok || !equalSecret(password, want) {
+		// One message for both cases, so names cannot be probed.
+		r.log.Warn("refused worker connection: wrong name or password", "worker", name, "remote", req.RemoteAddr)
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if reason := r.checkDuplicate(req.Context(), name); reason != "" {
+		r.log.Warn("refused worker connection", "worker", name, "remote", req.RemoteAddr, "reason", reason)
+		http.Error(w, reason, http.StatusConflict)
+		return
+	}
+	ws, err := r.upgrader.Upgrade(w, req, nil)
+	if err != nil {
+		r.log.Warn("worker upgrade failed", "worker", name, "remote", req.RemoteAddr, "err", err)
+		return
+	}
+	s := newSession(name, req.RemoteAddr, r.log.With("worker", name))
+	s.conn = proto.NewConn(ws, s, r.opts.Conn)
+	served := make(chan error, 1)
+	go func() { served <- s.conn.Serve() }()
+
+	if err := r.handshake(s); err != nil {
+		r.log.Warn("worker handshake failed", "worker", name, "err", err)
+		s.conn.Close(fmt.Errorf("handshake: %w", err))
+		<-served
+		return
+	}
+	if !r.attach(s) {
+		s.conn.Close(errors.New("duplicate connection or master shutting down"))
+		<-served
+		return
+	}
+	r.log.Info("worker attached", "worker", name, "remote", req.RemoteAddr, "version", s.InfoString("version"))
+	if h := r.opts.Hooks.Attached; h != nil {
+		h(s)
+	}
+	reason := <-served
+	r.detach(s, reason)
+}
+
+func (r *Registry) handshake(s *Session) error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.opts.HandshakeTimeout)
+	defer cancel()
+	res, err := s.conn.Call(ctx, proto.OpGetWorkerInfo, nil)
+	if err != nil {
+		return fmt.Errorf("get_worker_info: %w", err)
+	}
+	info, ok := res.(map[string]any)
+	if !ok {
+		return fmt.Errorf("get_worker_info: want a map, got %T", res)
+	}
+	s.info = info
+	if _, err := s.conn.Call(ctx, proto.OpSetWorkerSettings, map[string]any{"args": r.opts.Settings}); err != nil {
+		return fmt.Errorf("set_worker_settings: %w", err)
+	}
+	if _, err := s.conn.Call(ctx, proto.OpPrint, map[string]any{"message": "attached"}); err != nil {
+		return fmt.Errorf("print: %w", err)
+	}
+	return nil
+}
+
+// checkDuplicate decides a second connection for a connected name, as
+// Buildbot does: if the old connection still answers, it keeps the name and
+// the new one is refused; otherwise the old one is dropped.
+func (r *Registry) checkDuplicate(ctx context.Context, name string) string {
+	r.mu.Lock()
+	old := r.sessions[name]
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return "master shutting down"
+	}
+	if old == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := old.conn.Call(ctx, proto.OpPrint, map[string]any{"message": "master got a duplicate connection"}); err == nil {
+		return fmt.Sprintf("worker %q is already connected from %s", name, old.Remote)
+	}
+	old.conn.Close(errors.New("replaced by a new connection after failing to answer"))
+	<-old.detached
+	return ""
+}
+
+func (r *Registry) attach(s *Session) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.sessions[s.Name] != nil {
+		return false
+	}
+	r.sessions[s.Name] = s
+	return true
+}
+
+func (r *Registry) detach(s *Session, reason error) {
+	r.mu.Lock()
+	if r.sessions[s.Name] == s {
+		delete(r.sessions, s.Name)
+	}
+	r.mu.Unlock()
+	s.failAll(reason)
+	r.log.Info("worker detached", "worker", s.Name, "reason", reason)
+	if h := r.opts.Hooks.Detached; h != nil {
+		h(s, reason)
+	}
+	close(s.detached)
+}
+
+// basicAuth parses the Authorization header. status is 401 when it is
+// missing and 400 when it cannot be decoded, as Buildbot answers.
+func basicAuth(req *http.Request) (name, password string, status int) {
+	h := req.Header.Get("Authorization")
+	if h == "" {
+		return "", "", http.StatusUnauthorized
+	}
+	const prefix = "Basic "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", "", http.StatusBadRequest
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[len(prefix):]))
+	if err != nil {
+		return "", "", http.StatusBadRequest
+	}
+	name, password, ok := strings.Cut(string(raw), ":")
+	if !ok || name == "" {
+		return "", "", http.StatusBadRequest
+	}
+	return name, password, 0
+}
+
+// equalSecret compares in constant time; hashing first hides the length.
+func equalSecret(got, want string) bool {
+	g := sha256.Sum256([]byte(got))
+	w := sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}
