@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/starforge/starforge/config"
@@ -79,6 +80,56 @@ type stepRun struct {
 	lastErr  error  // a store failure while handling traffic
 
 	afterStop bool // the build was already stopped when this step began
+
+	// Updates are stored by one writer goroutine per step, fed through a
+	// bounded queue: the worker gets its answer as soon as an update is
+	// queued, so it reads and sends the next output while this one is
+	// committed. Order is kept; a full queue holds the worker back.
+	qmu     sync.Mutex
+	queue   chan []proto.Update
+	qclosed bool
+	drained chan struct{}
+}
+
+// updateQueueLen bounds the updates waiting to be stored per step (each at
+// most the worker's buffer_size).
+const updateQueueLen = 8
+
+func (s *stepRun) startWriter(ctx context.Context) {
+	s.queue = make(chan []proto.Update, updateQueueLen)
+	s.drained = make(chan struct{})
+	go func() {
+		defer close(s.drained)
+		for ups := range s.queue {
+			if err := s.update(ctx, ups); err != nil && s.lastErr == nil {
+				s.lastErr = err
+			}
+		}
+	}()
+}
+
+// enqueue hands updates to the writer; after drain they are dropped (a
+// command that outlived its step).
+func (s *stepRun) enqueue(ups []proto.Update) error {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.qclosed {
+		return fmt.Errorf("step %q has ended", s.step.Name)
+	}
+	s.queue <- ups
+	return nil
+}
+
+// drain waits until every queued update is stored. rc, reason and lastErr
+// may be read after it.
+func (s *stepRun) drain() {
+	s.qmu.Lock()
+	if !s.qclosed {
+		s.qclosed = true
+		close(s.queue)
+	}
+	s.qmu.Unlock()
+	<-s.drained
 }
 
 // stopped is the build's stop as it concerns this step.
@@ -127,8 +178,10 @@ func (s *stepRun) remote(ctx context.Context, cmd command) (result.Result, strin
 	if reason, res := s.stopped(); reason != "" {
 		return res, "not started: " + reason
 	}
+	s.startWriter(ctx)
 	rc, err := b.sess.Start(ctx, b.bcfg.Name, cmd.name, cmd.args, s)
 	if err != nil {
+		s.drain()
 		if errors.Is(err, registry.ErrWorkerLost) {
 			return result.Retry, "worker lost"
 		}
@@ -145,6 +198,7 @@ func (s *stepRun) remote(ctx context.Context, cmd command) (result.Result, strin
 		cancel()
 	}
 	err = s.wait(ctx, rc)
+	s.drain()
 	b.setCurrent(nil)
 	stopReason, stopResult := s.stopped()
 	switch {
@@ -306,13 +360,12 @@ func (s *stepRun) command(sc *config.Step) (command, error) {
 
 // HandleCommand implements registry.CommandHandler.
 func (s *stepRun) HandleCommand(op string, msg proto.Message) (any, error) {
-	ctx := context.Background()
 	if op == proto.OpUpdate {
 		ups, err := proto.DecodeUpdates(msg["args"])
 		if err != nil {
 			return nil, err
 		}
-		return nil, s.update(ctx, ups)
+		return nil, s.enqueue(ups)
 	}
 	if s.transfer == nil {
 		return nil, fmt.Errorf("unexpected %s for a %s step", op, s.step.Name)

@@ -77,7 +77,7 @@ func New(opts Options) *Registry {
 			"newline_re":      proto.DefaultNewlineRE,
 			"max_line_length": proto.DefaultMaxLineLength,
 			"buffer_timeout":  0.2,
-			"buffer_size":     proto.DefaultBufferSize,
+			"buffer_size":     1 << 20, // fewer, larger updates: each waits for a commit
 		}
 	}
 	opts.Conn.Logger = opts.Logger

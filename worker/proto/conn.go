@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -159,11 +160,24 @@ func (c *Conn) Serve() error {
 		})
 		go c.pingLoop(stopPing)
 	}
+	// One buffer serves every frame: Decode copies out every string and
+	// bin, and a fresh buffer per frame (what ReadMessage does) costs a
+	// large zeroed allocation for each of a log's megabyte updates.
+	var buf bytes.Buffer
 	for {
-		typ, data, err := c.ws.ReadMessage()
+		typ, r, err := c.ws.NextReader()
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
 		if err != nil {
 			c.Close(readError(err))
 			return c.Err()
+		}
+		data := buf.Bytes()
+		if buf.Cap() > 4<<20 && len(data) < 64<<10 {
+			// Do not keep a huge buffer for a connection that rarely needs it.
+			buf = bytes.Buffer{}
 		}
 		if c.opts.PingInterval > 0 {
 			_ = c.ws.SetReadDeadline(time.Now().Add(c.opts.PingInterval + c.opts.PongTimeout))
