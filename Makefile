@@ -15,6 +15,7 @@ build:
 
 # Builds both binaries, then runs every test with the race detector.
 test: build
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; false)
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
 
@@ -34,7 +35,7 @@ vet:
 	$(GO) vet ./...
 
 staticcheck:
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 clean:
 	rm -rf $(BIN)

@@ -34,7 +34,8 @@ func TestMain(m *testing.M) {
 	}
 	bin.master = filepath.Join(dir, "starforge")
 	bin.worker = filepath.Join(dir, "starforge-worker")
-	if err := buildBinary(bin.master, "../cmd/starforge", nil); err == nil {
+	err = buildBinary(bin.master, "../cmd/starforge", nil)
+	if err == nil {
 		err = buildBinary(bin.worker, "../../worker/cmd/starforge-worker", []string{"CGO_ENABLED=0"})
 	}
 	if err != nil {

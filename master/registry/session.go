@@ -236,7 +236,8 @@ func (s *Session) HandleRequest(op string, msg proto.Message) (any, error) {
 		proto.OpUploadDirectoryWrite, proto.OpUploadDirectoryUnpack,
 		proto.OpReadFile, proto.OpReadFileClose:
 	default:
-		return nil, fmt.Errorf("Command %s does not exist.", op) //nolint:staticcheck // Buildbot's exact text
+		//lint:ignore ST1005 Buildbot's exact wording, which peers may match
+		return nil, fmt.Errorf("Command %s does not exist.", op)
 	}
 	id, err := proto.Args(msg).String("command_id", "")
 	if err != nil || id == "" {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/starforge/starforge/internal/testenv"
 	"github.com/starforge/starforge/worker/proto"
 )
 
@@ -488,9 +488,7 @@ func TestUploadDirectory(t *testing.T) {
 	for _, compress := range []any{nil, "gz", "bz2"} {
 		t.Run(fmtCompress(compress), func(t *testing.T) {
 			if compress == "bz2" {
-				if _, err := exec.LookPath("bzip2"); err != nil {
-					t.Skip("no bzip2 program")
-				}
+				testenv.LookPath(t, "bzip2", "bzip2")
 			}
 			env := fakeEnv(t)
 			var got bytes.Buffer
