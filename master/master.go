@@ -20,6 +20,7 @@ import (
 	"github.com/starforge/starforge/master/dispatch"
 	"github.com/starforge/starforge/master/registry"
 	"github.com/starforge/starforge/master/store"
+	"github.com/starforge/starforge/plugins/star"
 	"github.com/starforge/starforge/webui"
 )
 
@@ -47,6 +48,8 @@ type Master struct {
 	disp  *dispatch.Dispatcher
 	run   *build.Runner
 	web   *webui.Server
+
+	unlock func() // releases the basedir lock
 
 	mu        sync.Mutex
 	httpAddr  string
@@ -79,15 +82,20 @@ func New(opts Options) (*Master, error) {
 	if err := os.MkdirAll(filepath.Join(abs, "run"), 0o755); err != nil {
 		return nil, fmt.Errorf("master: create basedir: %w", err)
 	}
-	cfg, err := config.Load(opts.ConfigPath)
+	cfg, err := config.LoadWith(opts.ConfigPath, config.Options{Library: star.Library})
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := lockBasedir(abs)
 	if err != nil {
 		return nil, err
 	}
 	st, err := store.Open(filepath.Join(abs, StateFile))
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("master: %w", err)
 	}
-	m := &Master{opts: opts, log: opts.Logger, store: st, ready: make(chan struct{})}
+	m := &Master{opts: opts, log: opts.Logger, store: st, unlock: unlock, ready: make(chan struct{})}
 	m.cfg.Store(cfg)
 	m.run = build.New(st, nil, m.Config, abs, m.log)
 	m.run.Observer = observer{m}
@@ -172,7 +180,7 @@ func (m *Master) register(ctx context.Context, cfg *config.Config) error {
 // it the one new builds use; running builds keep theirs. An invalid file
 // changes nothing.
 func (m *Master) Reconfig(ctx context.Context) error {
-	cfg, err := config.Load(m.opts.ConfigPath)
+	cfg, err := config.LoadWith(m.opts.ConfigPath, config.Options{Library: star.Library})
 	if err != nil {
 		return err
 	}
@@ -206,6 +214,7 @@ func (m *Master) Ready() <-chan struct{} { return m.ready }
 // and end RETRY with their requests back at the head of the queue, so a
 // restarted master runs them again.
 func (m *Master) Run(ctx context.Context) error {
+	defer m.unlock()
 	defer m.store.Close()
 	cfg := m.Config()
 	stats, err := m.store.Recover(ctx, time.Now())
@@ -264,13 +273,15 @@ func (m *Master) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
 	defer cancel()
 	_ = webSrv.Shutdown(sctx)
+	// Stop assigning first: a runner that is shutting down hands requests
+	// straight back, and a live dispatcher would offer them again at once.
+	stopDispatch()
 	if err := m.run.Shutdown(sctx, "master shutting down"); err != nil {
 		m.log.Warn("builds still running at shutdown", "err", err)
 	}
+	<-dispatched // returns once every build it started has ended
 	_ = workerSrv.Close()
 	m.reg.Close()
-	stopDispatch()
-	<-dispatched
 	os.Remove(filepath.Join(m.opts.Basedir, "run", "http.addr"))
 	os.Remove(filepath.Join(m.opts.Basedir, "run", "worker.addr"))
 	return runErr
