@@ -68,6 +68,10 @@ func (r *Runner) log() *slog.Logger {
 	return slog.Default()
 }
 
+// storeRetryDelay is how long a build whose request could not be claimed
+// waits before handing it back to the queue.
+const storeRetryDelay = time.Second
+
 // ErrNotRunning is returned by Stop for a build that is not running here.
 var ErrNotRunning = errors.New("build is not running")
 
@@ -137,7 +141,11 @@ func (r *Runner) RunBuild(req store.BuildRequest, worker string) (requeue bool) 
 		if errors.Is(err, store.ErrAlreadyClaimed) {
 			return false
 		}
-		r.log().Error("claim build request", "request", req.ID, "err", err)
+		r.log().Error("claim build request; retrying in a moment", "request", req.ID, "err", err)
+		// The store failed (disk full, I/O error). Handing the request back
+		// at once would have the dispatcher offer it again at once.
+		t := time.NewTimer(storeRetryDelay)
+		<-t.C
 		return true
 	}
 	b := &run{
@@ -154,7 +162,13 @@ func (r *Runner) RunBuild(req store.BuildRequest, worker string) (requeue bool) 
 	if err == nil {
 		r.mu.Lock()
 		r.running[b.build.ID] = b
+		stopping := r.stopping
 		r.mu.Unlock()
+		if stopping != "" {
+			// Shutdown began after the check above and did not see this
+			// build; it must not run to its end.
+			b.stop(stopping, result.Retry)
+		}
 		res = b.execute(ctx)
 		r.mu.Lock()
 		delete(r.running, b.build.ID)
