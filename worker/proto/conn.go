@@ -152,9 +152,8 @@ func (c *Conn) Serve() error {
 	c.ws.SetReadLimit(c.opts.MaxFrameSize)
 	stopPing := make(chan struct{})
 	defer close(stopPing)
+	deadline := c.opts.PingInterval + c.opts.PongTimeout
 	if c.opts.PingInterval > 0 {
-		deadline := c.opts.PingInterval + c.opts.PongTimeout
-		_ = c.ws.SetReadDeadline(time.Now().Add(deadline))
 		c.ws.SetPongHandler(func(string) error {
 			return c.ws.SetReadDeadline(time.Now().Add(deadline))
 		})
@@ -165,6 +164,12 @@ func (c *Conn) Serve() error {
 	// large zeroed allocation for each of a log's megabyte updates.
 	var buf bytes.Buffer
 	for {
+		if c.opts.PingInterval > 0 {
+			// Counted from when this side is ready to read again, so time
+			// spent handling the last frame (a slow store) is not blamed
+			// on the peer.
+			_ = c.ws.SetReadDeadline(time.Now().Add(deadline))
+		}
 		typ, r, err := c.ws.NextReader()
 		if err == nil {
 			buf.Reset()
@@ -178,9 +183,6 @@ func (c *Conn) Serve() error {
 		if buf.Cap() > 4<<20 && len(data) < 64<<10 {
 			// Do not keep a huge buffer for a connection that rarely needs it.
 			buf = bytes.Buffer{}
-		}
-		if c.opts.PingInterval > 0 {
-			_ = c.ws.SetReadDeadline(time.Now().Add(c.opts.PingInterval + c.opts.PongTimeout))
 		}
 		if typ != websocket.BinaryMessage {
 			c.opts.Logger.Warn("ignoring non-binary frame", "type", typ, "len", len(data))
