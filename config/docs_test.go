@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/starforge/starforge/plugins/star"
 )
 
 // docBlock matches a ```python block of docs/config.md, optionally followed
@@ -30,7 +32,7 @@ func TestDocExamples(t *testing.T) {
 		if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := LoadWith(file, Options{Library: testLibrary})
+		_, err := LoadWith(file, Options{Library: star.Library}) // the real library the docs describe
 		switch {
 		case wantErr == "" && err != nil:
 			t.Errorf("example does not load:\n%s\nerror:\n%v", src, err)

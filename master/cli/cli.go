@@ -17,6 +17,7 @@ import (
 
 	"github.com/starforge/starforge/config"
 	"github.com/starforge/starforge/master"
+	"github.com/starforge/starforge/plugins/star"
 )
 
 // Version is set at build time with -ldflags "-X ...cli.Version=...".
@@ -105,7 +106,7 @@ func runCheckconfig(_ context.Context, args []string, out, errOut io.Writer) int
 		fs.Usage()
 		return ExitUsage
 	}
-	cfg, err := config.Load(fs.Arg(0))
+	cfg, err := config.LoadWith(fs.Arg(0), config.Options{Library: star.Library})
 	if err != nil {
 		fmt.Fprintln(errOut, err)
 		var errs config.Errors
