@@ -54,6 +54,10 @@ func runForce(ctx context.Context, args []string, out, errOut io.Writer) int {
 	}
 	params := map[string]any{"builderNames": []string{builder}, "reason": *reason, "owner": *owner}
 	for k, v := range props {
+		if _, taken := params[k]; taken || k == "username" {
+			fmt.Fprintf(errOut, "starforge force: --prop %s: that name is the force request's own field; use --%s or another property name\n", k, strings.ToLower(k))
+			return ExitUsage
+		}
 		params[k] = v
 	}
 	var res []json.RawMessage
@@ -291,8 +295,9 @@ type apiStep struct {
 // follow prints the progress of the builds of one request until one ends
 // with a result other than RETRY, and returns that result.
 func (c *client) follow(ctx context.Context, reqID int64, out io.Writer) (result.Result, error) {
-	seen := map[int64]bool{} // builds announced
-	done := map[int64]bool{} // steps printed
+	seen := map[int64]bool{}  // builds announced
+	done := map[int64]bool{}  // steps printed
+	ended := map[int64]bool{} // builds whose end was printed
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
 	for {
@@ -305,6 +310,9 @@ func (c *client) follow(ctx context.Context, reqID int64, out io.Writer) (result
 		}
 		sort.Slice(resp.Builds, func(i, j int) bool { return resp.Builds[i].ID < resp.Builds[j].ID })
 		for _, b := range resp.Builds {
+			if ended[b.ID] {
+				continue
+			}
 			if !seen[b.ID] {
 				seen[b.ID] = true
 				fmt.Fprintf(out, "build %s #%d started on %s\n", b.Builder, b.Number, b.Worker)
@@ -321,15 +329,15 @@ func (c *client) follow(ctx context.Context, reqID int64, out io.Writer) (result
 					fmt.Fprintf(out, "  %-9s %-20s %8s  %s\n", resultName(s.Results), s.Name, duration(s.StartedAt, s.CompleteAt), s.StateString)
 				}
 			}
-			if b.Complete {
+			if b.Complete && !ended[b.ID] {
+				ended[b.ID] = true
 				r := result.Result(*b.Results)
 				fmt.Fprintf(out, "build %s #%d: %s (%s) in %s\n", b.Builder, b.Number, r, b.StateString, duration(b.StartedAt, b.CompleteAt))
 				if r != result.Retry && b.ID == resp.Builds[len(resp.Builds)-1].ID {
 					return r, nil
 				}
-				if r == result.Retry && b.ID == resp.Builds[len(resp.Builds)-1].ID && !announcedRetry(seen, b.ID) {
+				if r == result.Retry && b.ID == resp.Builds[len(resp.Builds)-1].ID {
 					fmt.Fprintln(out, "the build will be retried")
-					seen[-b.ID] = true
 				}
 			}
 		}
@@ -340,8 +348,6 @@ func (c *client) follow(ctx context.Context, reqID int64, out io.Writer) (result
 		}
 	}
 }
-
-func announcedRetry(seen map[int64]bool, id int64) bool { return seen[-id] }
 
 func resultName(r *int) string {
 	if r == nil {
