@@ -360,3 +360,71 @@ force_scheduler("force", builders=["xfer"])
 		t.Errorf("worker-side checksums differ:\n%s", cmp)
 	}
 }
+
+// TestMasterStopRequeuesRunningBuild: a master stopped with SIGTERM while a
+// build runs interrupts it (its process dies), records RETRY, and runs the
+// request again once restarted and the worker is back.
+func TestMasterStopRequeuesRunningBuild(t *testing.T) {
+	dir := t.TempDir()
+	first := filepath.Join(dir, "first")
+	pidfile := filepath.Join(dir, "step.pid")
+	// The worker must find the restarted master where it left it.
+	cfg := fmt.Sprintf(`master(http_addr="127.0.0.1:0", worker_addr="127.0.0.1:%d")`, freePort(t)) + oneWorker + `
+builder("proj", workers=["w1"], steps=[
+    shell('if [ ! -e ` + first + ` ]; then touch ` + first + `; echo $$ > ` + pidfile + `; exec sleep 600; fi; echo second-run'),
+])
+force_scheduler("force", builders=["proj"])
+`
+	if err := os.MkdirAll(filepath.Join(dir, "master"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "master", "master.star"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := startMaster(t, filepath.Join(dir, "master"), "")
+	m.startWorker(t, "w1", "pw1", filepath.Join(dir, "worker"))
+	t.Cleanup(func() { killPidfile(pidfile) })
+	if out, code := cli(t, "force", "--master", m.url, "proj"); code != 0 {
+		t.Fatalf("force: %s", out)
+	}
+	waitFile(t, pidfile, m)
+	m.stop(t)
+	m.out.wait(t, `build finished.*builder=proj.*result=retry`, 5*time.Second)
+	if alive(t, pidfile) {
+		t.Error("the interrupted step's process still runs after the master stopped")
+	}
+
+	m2 := startMaster(t, filepath.Join(dir, "master"), "")
+	m2.waitAttached(t, "w1", 1) // the worker reconnects by itself
+	m2.out.wait(t, `build finished.*builder=proj.*result=success`, 60*time.Second)
+	bs := m2.builds(t, "proj")
+	if len(bs) != 2 || resultOf(bs[1].Results) != 5 || resultOf(bs[0].Results) != 0 {
+		t.Fatalf("builds = %+v, want RETRY then SUCCESS", bs)
+	}
+}
+
+// TestSecondMasterOnSameBasedirRefused: a second master pointed at a live
+// master's basedir stops with a reason before touching the database, and
+// the first master's running build is unharmed.
+func TestSecondMasterOnSameBasedirRefused(t *testing.T) {
+	dir := t.TempDir()
+	release := filepath.Join(dir, "release")
+	m := startMaster(t, filepath.Join(dir, "master"), oneWorker+`
+builder("proj", workers=["w1"], steps=[shell("while [ ! -e `+release+` ]; do sleep 0.05; done; echo released")])
+force_scheduler("force", builders=["proj"])
+`)
+	m.startWorker(t, "w1", "pw1", filepath.Join(dir, "worker"))
+	if out, code := cli(t, "force", "--master", m.url, "proj"); code != 0 {
+		t.Fatalf("force: %s", out)
+	}
+	m.out.wait(t, `build started.*builder=proj`, 30*time.Second)
+
+	out, code := cli(t, "master", "--basedir", filepath.Join(dir, "master"))
+	if code == 0 || !strings.Contains(out, "is in use by another master (pid ") {
+		t.Fatalf("second master: exit %d, output:\n%s", code, out)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.out.wait(t, `build finished.*builder=proj.*result=success`, 30*time.Second)
+}

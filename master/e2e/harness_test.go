@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -281,21 +282,13 @@ func (m *master) force(t *testing.T, builder string, args ...string) (string, in
 // getJSON fetches an API path into v.
 func (m *master) getJSON(t *testing.T, path string, v any) {
 	t.Helper()
-	resp, err := http.Get(m.url + strings.TrimPrefix(path, "/"))
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %s: %s", path, resp.Status, b)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
+	b := m.getText(t, path)
+	if err := json.Unmarshal([]byte(b), v); err != nil {
 		t.Fatalf("GET %s: %v: %s", path, err, b)
 	}
 }
 
-// getText fetches a path as text.
+// getText fetches a path as text; anything but 200 fails the test.
 func (m *master) getText(t *testing.T, path string) string {
 	t.Helper()
 	resp, err := http.Get(m.url + strings.TrimPrefix(path, "/"))
@@ -380,4 +373,15 @@ func (m *master) post(t *testing.T, path, body string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
