@@ -56,6 +56,11 @@ for _ in $(seq 100); do
 	fi
 	sleep 0.1
 done
+if [ ! -s "$demo/master/run/http.addr" ]; then
+	echo "the master did not start listening within 10 s:" >&2
+	cat "$demo/master.log" >&2
+	exit 1
+fi
 http=$(cat "$demo/master/run/http.addr")
 workers=$(cat "$demo/master/run/worker.addr")
 
@@ -71,7 +76,7 @@ cat <<MSG
   Starforge is running.
   Web UI:  http://$http/
   Logs:    $demo/master.log, $demo/worker.log
-  Force another build:  bin/starforge force --master http://$http/ --wait hello
+  Force another build:  $root/bin/starforge force --master http://$http/ --wait hello
 
   Press Ctrl-C to stop the master and the worker.
 MSG

@@ -40,10 +40,7 @@ var commands = []command{
 	{"master", "run the master daemon", runMaster},
 	{"checkconfig", "check a master.star and summarise it", runCheckconfig},
 	{"force", "queue a build through the REST API", runForce},
-	{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) int {
-		fmt.Fprintln(out, "starforge", Version)
-		return ExitOK
-	}},
+	{"version", "print the version", runVersion},
 }
 
 // Main runs the command line args (without the program name) and returns
@@ -192,4 +189,17 @@ func (p propFlag) Set(s string) error {
 	}
 	p[k] = v
 	return nil
+}
+
+func runVersion(_ context.Context, args []string, out, errOut io.Writer) int {
+	fs := newFlags("version", "", errOut)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return ExitUsage
+	}
+	fmt.Fprintln(out, "starforge", Version)
+	return ExitOK
 }

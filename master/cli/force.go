@@ -34,7 +34,13 @@ func runForce(ctx context.Context, args []string, out, errOut io.Writer) int {
 	props := propFlag{}
 	fs.Var(props, "prop", "a build property NAME=VALUE (repeatable)")
 	// Allow flags after the builder name, as people type them.
-	if code, ok := parse(fs, reorderFlags(args)); !ok {
+	ordered, err := reorderFlags(args)
+	if err != nil {
+		fmt.Fprintf(errOut, "starforge force: %v\n", err)
+		fs.Usage()
+		return ExitUsage
+	}
+	if code, ok := parse(fs, ordered); !ok {
 		return code
 	}
 	if fs.NArg() != 1 {
@@ -42,6 +48,16 @@ func runForce(ctx context.Context, args []string, out, errOut io.Writer) int {
 		return ExitUsage
 	}
 	builder := fs.Arg(0)
+	for k := range props {
+		switch k {
+		case "reason", "owner":
+			fmt.Fprintf(errOut, "starforge force: --prop %s: that is the force request's own field; use --%s\n", k, k)
+			return ExitUsage
+		case "username", "builderNames":
+			fmt.Fprintf(errOut, "starforge force: --prop %s: that name is reserved by the force request; choose another property name\n", k)
+			return ExitUsage
+		}
+	}
 	c, err := newClient(*masterURL)
 	if err != nil {
 		fmt.Fprintf(errOut, "starforge force: --master: %v\n", err)
@@ -54,10 +70,6 @@ func runForce(ctx context.Context, args []string, out, errOut io.Writer) int {
 	}
 	params := map[string]any{"builderNames": []string{builder}, "reason": *reason, "owner": *owner}
 	for k, v := range props {
-		if _, taken := params[k]; taken || k == "username" {
-			fmt.Fprintf(errOut, "starforge force: --prop %s: that name is the force request's own field; use --%s or another property name\n", k, strings.ToLower(k))
-			return ExitUsage
-		}
 		params[k] = v
 	}
 	var res []json.RawMessage
@@ -95,8 +107,10 @@ func runForce(ctx context.Context, args []string, out, errOut io.Writer) int {
 }
 
 // reorderFlags moves flags after positional arguments to the front, so
-// "force proj --wait" works like "force --wait proj".
-func reorderFlags(args []string) []string {
+// "force proj --wait" works like "force --wait proj". A value flag at the
+// end with no value is an error (moved to the front it would take the
+// builder's name as its value).
+func reorderFlags(args []string) ([]string, error) {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -107,7 +121,10 @@ func reorderFlags(args []string) []string {
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
 			flags = append(flags, a)
 			name := strings.TrimLeft(a, "-")
-			if !strings.Contains(name, "=") && takesValue(name) && i+1 < len(args) {
+			if !strings.Contains(name, "=") && takesValue(name) {
+				if i+1 >= len(args) {
+					return nil, fmt.Errorf("flag %s needs a value", a)
+				}
 				flags = append(flags, args[i+1])
 				i++
 			}
@@ -115,7 +132,7 @@ func reorderFlags(args []string) []string {
 		}
 		pos = append(pos, a)
 	}
-	return append(flags, pos...)
+	return append(flags, pos...), nil
 }
 
 func takesValue(name string) bool {
