@@ -1,13 +1,12 @@
 package webui
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/starforge/starforge/internal/testenv"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -65,38 +64,18 @@ func TestEmptyStore(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestInternalErrors checks that store failures give a 500 whose details go
 // to the log, not to the client.
 func TestInternalErrors(t *testing.T) {
 	st := openStore(t)
-	var logged syncBuffer
+	var logged testenv.Buffer
 	m := &fakeMaster{st: st}
 	srv := httptest.NewServer(New(m, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))}).Handler())
 	defer srv.Close()
 	st.Close() // every read now fails
 	f := &fixture{srv: srv}
 	for _, p := range []string{"/api/v2/builds", "/api/v2/logs/1/contents", "/api/v2/builders/x", "/", "/workers"} {
-		logged.mu.Lock()
-		logged.b.Reset()
-		logged.mu.Unlock()
+		logged.Reset()
 		status, _, body := f.get(t, p)
 		if status != 500 {
 			t.Errorf("%s: status %d", p, status)

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/starforge/starforge/internal/testenv"
 	"github.com/starforge/starforge/worker/proto"
 )
 
@@ -206,28 +206,10 @@ func (mc *masterConn) run(t *testing.T, id, name string, args map[string]any) co
 	return mc.collect(t, id)
 }
 
-// syncBuffer is a goroutine-safe log destination.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testAgent is a running Agent.
 type testAgent struct {
 	*Agent
-	logs   *syncBuffer
+	logs   *testenv.Buffer
 	cancel context.CancelFunc
 	done   chan error // Run's result
 }
@@ -236,7 +218,7 @@ type testAgent struct {
 // it before it starts. The agent is stopped when the test ends.
 func startAgent(t *testing.T, m *testMaster, configure func(*Agent)) *testAgent {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	a := &Agent{
 		Master:      m.addr(),
 		Name:        m.name,

@@ -4,8 +4,10 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -27,4 +29,32 @@ func LookPath(t testing.TB, program, debianPackage string) string {
 	}
 	t.Skip(msg)
 	return ""
+}
+
+// Buffer is a bytes.Buffer that several goroutines (a master's and a
+// worker's loggers, say) may write to while a test reads it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Reset discards everything written so far.
+func (s *Buffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }

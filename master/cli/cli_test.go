@@ -15,10 +15,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/starforge/starforge/internal/testenv"
 	"github.com/starforge/starforge/master"
 	"github.com/starforge/starforge/master/cli"
 	"github.com/starforge/starforge/worker"
@@ -235,24 +235,6 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the master's and worker's loggers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startMaster runs a master in-process on free 127.0.0.1 ports with the
 // configuration cfg (without its master() call) and returns its web URL.
 // Its log is shown if the test fails.
@@ -263,7 +245,7 @@ func startMaster(t *testing.T, cfg string) (*master.Master, string) {
 	if err := os.WriteFile(filepath.Join(dir, "master.star"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	m, err := master.New(master.Options{
 		Basedir:         dir,
 		Logger:          slog.New(slog.NewTextHandler(logs, nil)),
@@ -302,7 +284,7 @@ func startMaster(t *testing.T, cfg string) (*master.Master, string) {
 // startWorker runs a starforge worker agent in-process, connected to m.
 func startWorker(t *testing.T, m *master.Master, name, password string) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	a := &worker.Agent{
 		Master:   m.WorkerAddr(),
 		Name:     name,

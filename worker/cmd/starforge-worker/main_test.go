@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/starforge/starforge/internal/testenv"
 	"github.com/starforge/starforge/worker/proto"
 )
 
@@ -196,10 +197,10 @@ func (m *miniMaster) accept(t *testing.T) *proto.Conn {
 // startBinary starts the worker binary against m; the password comes from
 // the environment, and a wrong name in the environment is overridden by
 // the --name flag.
-func startBinary(t *testing.T, m *miniMaster, basedir string) (*exec.Cmd, *syncBuffer) {
+func startBinary(t *testing.T, m *miniMaster, basedir string) (*exec.Cmd, *testenv.Buffer) {
 	cmd := exec.Command(workerBinary(t), "--master", strings.TrimPrefix(m.srv.URL, "http://"), "--name", "w1", "--basedir", basedir, "--log-level", "debug")
 	cmd.Env = cleanEnv("STARFORGE_WORKER_PASSWORD=pw1", "STARFORGE_WORKER_NAME=wrong")
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -209,7 +210,7 @@ func startBinary(t *testing.T, m *miniMaster, basedir string) (*exec.Cmd, *syncB
 }
 
 // waitExit waits for the worker process and returns its exit code.
-func waitExit(t *testing.T, cmd *exec.Cmd, logs *syncBuffer) int {
+func waitExit(t *testing.T, cmd *exec.Cmd, logs *testenv.Buffer) int {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -265,22 +266,4 @@ func TestBinaryServesAndStops(t *testing.T) {
 	if !strings.Contains(logs.String(), "starforge-worker stopped") {
 		t.Errorf("logs:\n%s", logs)
 	}
-}
-
-// syncBuffer is a goroutine-safe output buffer.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
