@@ -62,6 +62,10 @@ type Registry struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
+	// active counts running ServeHTTP calls, so Close can wait for every
+	// Detached hook, including those of workers that left on their own
+	// and are no longer in sessions.
+	active sync.WaitGroup
 }
 
 // New returns a Registry.
@@ -114,7 +118,7 @@ func (r *Registry) Sessions() []*Session {
 }
 
 // Close disconnects every worker and refuses new connections. It waits
-// until every Detached hook has run.
+// until every connection handler has returned, so no hook runs after it.
 func (r *Registry) Close() {
 	r.mu.Lock()
 	r.closed = true
@@ -126,14 +130,22 @@ func (r *Registry) Close() {
 	for _, s := range sessions {
 		s.conn.Close(errors.New("master shutting down"))
 	}
-	for _, s := range sessions {
-		<-s.detached
-	}
+	r.active.Wait()
 }
 
 // ServeHTTP authenticates and upgrades a worker connection, then serves it
 // until it ends.
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		http.Error(w, "master shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	r.active.Add(1) // under the lock, so never after Close began waiting
+	r.mu.Unlock()
+	defer r.active.Done()
+
 	name, password, status := basicAuth(req)
 	if status != 0 {
 		r.log.Warn("refused worker connection", "remote", req.RemoteAddr, "status", status, "reason", "missing or malformed Authorization header")

@@ -227,3 +227,40 @@ func (r *recorder) rc() int64 {
 	defer r.mu.Unlock()
 	return r.code
 }
+
+// TestCloseWaitsForHooksOfWorkersThatLeft: a worker that disconnected by
+// itself is out of the session map while its Detached hook still runs;
+// Close must wait for that hook (it writes to the store, which closes next).
+func TestCloseWaitsForHooksOfWorkersThatLeft(t *testing.T) {
+	inHook := make(chan struct{})
+	release := make(chan struct{})
+	attached := make(chan *Session, 1)
+	r := New(Options{
+		Credentials: func(name string) (string, bool) { return "secret", name == "w1" },
+		Hooks: Hooks{
+			Attached: func(s *Session) { attached <- s },
+			Detached: func(*Session, error) { close(inHook); <-release },
+		},
+	})
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	stop := startAgent(t, srv, "w1", "secret")
+	waitSession(t, attached)
+	stop()
+	<-inHook
+	closed := make(chan struct{})
+	go func() { r.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a Detached hook was still running")
+	case <-time.After(100 * time.Millisecond):
+		// Close is still waiting, as it must; a bounded check that it
+		// does not return early.
+	}
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return after the hook ended")
+	}
+}
