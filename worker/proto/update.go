@@ -138,6 +138,7 @@ func decodeLogChunk(v any) (LogChunk, error) {
 		// Indexes and times are informational; keep them when well-formed.
 		if len(t) >= 3 {
 			if idx, ok := t[1].([]any); ok {
+				c.Indexes = make([]int, 0, len(idx))
 				for _, e := range idx {
 					if n, ok := toInt(e); ok {
 						c.Indexes = append(c.Indexes, int(n))
@@ -145,6 +146,7 @@ func decodeLogChunk(v any) (LogChunk, error) {
 				}
 			}
 			if ts, ok := t[2].([]any); ok {
+				c.Times = make([]float64, 0, len(ts))
 				for _, e := range ts {
 					if f, ok := toFloat(e); ok {
 						c.Times = append(c.Times, f)
