@@ -175,16 +175,18 @@ func (s *Store) BuildsetProperties(ctx context.Context, bsid int64) (map[string]
 }
 
 const requestCols = `br.id, br.buildsetid, br.builderid, b.name, br.priority, br.submitted_at,
-	br.claimed_at, br.complete, br.complete_at, br.results
+	br.claimed_at, br.complete, br.complete_at, br.results, br.cancel_reason
 	FROM buildrequests br JOIN builders b ON b.id = br.builderid`
 
 func scanRequest(r rowScanner) (BuildRequest, error) {
 	var br BuildRequest
 	var submitted, claimed, completeAt, results sql.NullInt64
+	var reason sql.NullString
 	if err := r.Scan(&br.ID, &br.BuildsetID, &br.BuilderID, &br.BuilderName, &br.Priority, &submitted,
-		&claimed, &br.Complete, &completeAt, &results); err != nil {
+		&claimed, &br.Complete, &completeAt, &results, &reason); err != nil {
 		return BuildRequest{}, err
 	}
+	br.CancelReason = reason.String
 	br.SubmittedAt, br.ClaimedAt, br.CompleteAt = fromMicros(submitted), fromMicros(claimed), fromMicros(completeAt)
 	br.Claimed = claimed.Valid
 	br.Results = fromResult(results)
@@ -370,6 +372,39 @@ func (t *wtx) headRank(prio int64, at time.Time) (int64, error) {
 	return max(at.UnixMicro(), top+1), nil
 }
 
+// CancelRequest completes a pending (unclaimed) request as CANCELLED and
+// records why, for users to see. It fails with ErrAlreadyClaimed for a
+// request a build has claimed (stop that build instead) and with
+// ErrAlreadyFinished for a complete one. bsComplete is as for
+// CompleteRequest.
+func (s *Store) CancelRequest(ctx context.Context, id int64, reason string, at time.Time) (bsComplete bool, err error) {
+	at = orNow(at)
+	err = s.write(ctx, 0, func(tx *wtx) error {
+		var complete bool
+		var claimed sql.NullInt64
+		err := tx.queryRow(`SELECT complete, claimed_at FROM buildrequests WHERE id = ?`, id).Scan(&complete, &claimed)
+		switch {
+		case err == sql.ErrNoRows:
+			return ErrNotFound
+		case err != nil:
+			return err
+		case complete:
+			return ErrAlreadyFinished
+		case claimed.Valid:
+			return ErrAlreadyClaimed
+		}
+		if _, err := tx.exec(`UPDATE buildrequests SET cancel_reason = ? WHERE id = ?`, reason, id); err != nil {
+			return err
+		}
+		bsComplete, err = completeRequestTx(tx, id, result.Cancelled, at)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: cancel request %d: %w", id, err)
+	}
+	return bsComplete, nil
+}
+
 // CompleteRequest records request id's result. When it is the last
 // incomplete request of its buildset, the buildset completes too, with the
 // worst result of its requests (result.Worst), and bsComplete is true. A
@@ -381,49 +416,54 @@ func (s *Store) CompleteRequest(ctx context.Context, id int64, r result.Result, 
 	}
 	at = orNow(at)
 	err = s.write(ctx, 0, func(tx *wtx) error {
-		bsComplete = false
-		var bsid int64
-		err := tx.queryRow(`SELECT buildsetid FROM buildrequests WHERE id = ? AND complete = 0`, id).Scan(&bsid)
-		if err == sql.ErrNoRows {
-			return tx.missingOr(ErrAlreadyFinished, `SELECT 1 FROM buildrequests WHERE id = ?`, id)
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := tx.exec(`UPDATE buildrequests SET complete = 1, complete_at = ?, results = ? WHERE id = ?`,
-			micros(at), resultArg(r), id); err != nil {
-			return err
-		}
-		rows, err := tx.query(`SELECT complete, results FROM buildrequests WHERE buildsetid = ?`, bsid)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		worst := result.None
-		for rows.Next() {
-			var complete bool
-			var res sql.NullInt64
-			if err := rows.Scan(&complete, &res); err != nil {
-				return err
-			}
-			if !complete {
-				return rows.Close() // the buildset is still running
-			}
-			worst = result.Worst(worst, fromResult(res))
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		rows.Close()
-		if _, err := tx.exec(`UPDATE buildsets SET complete = 1, complete_at = ?, results = ? WHERE id = ?`,
-			micros(at), resultArg(worst), bsid); err != nil {
-			return err
-		}
-		bsComplete = true
-		return nil
+		var err error
+		bsComplete, err = completeRequestTx(tx, id, r, at)
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("store: complete request %d: %w", id, err)
 	}
 	return bsComplete, nil
+}
+
+// completeRequestTx is CompleteRequest inside a write transaction.
+func completeRequestTx(tx *wtx, id int64, r result.Result, at time.Time) (bsComplete bool, err error) {
+	var bsid int64
+	err = tx.queryRow(`SELECT buildsetid FROM buildrequests WHERE id = ? AND complete = 0`, id).Scan(&bsid)
+	if err == sql.ErrNoRows {
+		return false, tx.missingOr(ErrAlreadyFinished, `SELECT 1 FROM buildrequests WHERE id = ?`, id)
+	}
+	if err != nil {
+		return false, err
+	}
+	if _, err := tx.exec(`UPDATE buildrequests SET complete = 1, complete_at = ?, results = ? WHERE id = ?`,
+		micros(at), resultArg(r), id); err != nil {
+		return false, err
+	}
+	rows, err := tx.query(`SELECT complete, results FROM buildrequests WHERE buildsetid = ?`, bsid)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	worst := result.None
+	for rows.Next() {
+		var complete bool
+		var res sql.NullInt64
+		if err := rows.Scan(&complete, &res); err != nil {
+			return false, err
+		}
+		if !complete {
+			return false, rows.Close() // the buildset is still running
+		}
+		worst = result.Worst(worst, fromResult(res))
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	rows.Close()
+	if _, err := tx.exec(`UPDATE buildsets SET complete = 1, complete_at = ?, results = ? WHERE id = ?`,
+		micros(at), resultArg(worst), bsid); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/starforge/starforge/master/result"
 )
@@ -303,5 +304,58 @@ func TestListRequests(t *testing.T) {
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: got %v\nwant %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestCancelRequest(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	b1, err := s.EnsureBuilder(ctx, Builder{Name: "b1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, reqs, err := s.AddBuildset(ctx, NewBuildset{Reason: "r", BuilderIDs: []int64{b1}, SubmittedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, claimed, err := s.AddBuildset(ctx, NewBuildset{Reason: "r", BuilderIDs: []int64{b1}, SubmittedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimRequest(ctx, claimed[0].ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	done, err := s.CancelRequest(ctx, reqs[0].ID, "builder b1 was removed", time.Now())
+	if err != nil || !done {
+		t.Fatalf("CancelRequest = %v, %v; want the buildset complete", done, err)
+	}
+	got, err := s.GetRequest(ctx, reqs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Complete || got.Results != result.Cancelled || got.CancelReason != "builder b1 was removed" {
+		t.Fatalf("cancelled request = %+v", got)
+	}
+	bs, err := s.GetBuildset(ctx, reqs[0].BuildsetID)
+	if err != nil || !bs.Complete || bs.Results != result.Cancelled {
+		t.Fatalf("buildset = %+v, %v", bs, err)
+	}
+	tests := []struct {
+		name string
+		id   int64
+		want error
+	}{
+		{"again", reqs[0].ID, ErrAlreadyFinished},
+		{"claimed", claimed[0].ID, ErrAlreadyClaimed},
+		{"unknown", 999, ErrNotFound},
+	}
+	for _, tt := range tests {
+		if _, err := s.CancelRequest(ctx, tt.id, "x", time.Now()); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	pending, err := s.PendingRequests(ctx)
+	if err != nil || len(pending) != 0 {
+		t.Fatalf("pending after cancel = %v, %v", pending, err)
 	}
 }

@@ -19,6 +19,9 @@ type migration struct {
 // version i+1 (TestMigrationsOrdered checks).
 var migrations = []migration{
 	{1, "initial schema", execAll(schemaV1)},
+	{2, "why a request was cancelled", execAll([]string{
+		`ALTER TABLE buildrequests ADD COLUMN cancel_reason TEXT`,
+	})},
 }
 
 // execAll returns a migration that runs stmts in order.

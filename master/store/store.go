@@ -116,6 +116,7 @@ type BuildRequest struct {
 	SubmittedAt               time.Time
 	Claimed                   bool // completing a request does not unclaim it
 	ClaimedAt                 time.Time
+	CancelReason              string // why it was cancelled, if it was
 	Complete                  bool
 	CompleteAt                time.Time
 	Results                   result.Result
