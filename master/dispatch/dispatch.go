@@ -44,6 +44,7 @@ type Config struct {
 
 type event struct {
 	add      []store.BuildRequest
+	remove   []int64
 	attach   string
 	detach   string
 	done     *doneEvent
@@ -109,6 +110,14 @@ func New(s Starter, log *slog.Logger) *Dispatcher {
 func (d *Dispatcher) Add(reqs ...store.BuildRequest) {
 	if len(reqs) > 0 {
 		d.send(event{add: reqs})
+	}
+}
+
+// Remove drops pending requests (cancelled ones) from the queue; ids that
+// are not pending are ignored.
+func (d *Dispatcher) Remove(ids ...int64) {
+	if len(ids) > 0 {
+		d.send(event{remove: ids})
 	}
 }
 
@@ -214,6 +223,22 @@ func (d *Dispatcher) apply(ev event) {
 		for _, r := range ev.add {
 			d.insert(r)
 		}
+	case ev.remove != nil:
+		drop := make(map[int64]bool, len(ev.remove))
+		for _, id := range ev.remove {
+			drop[id] = true
+			delete(d.head, id)
+		}
+		kept := d.pending[:0]
+		for _, r := range d.pending {
+			if !drop[r.ID] {
+				kept = append(kept, r)
+			}
+		}
+		for i := len(kept); i < len(d.pending); i++ {
+			d.pending[i] = store.BuildRequest{}
+		}
+		d.pending = kept
 	case ev.attach != "":
 		w := d.worker(ev.attach)
 		w.attached = true

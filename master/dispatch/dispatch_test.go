@@ -177,3 +177,16 @@ func TestUnknownBuilderWaitsWithReason(t *testing.T) {
 		t.Errorf("reason = %q", r)
 	}
 }
+
+func TestRemoveDropsPending(t *testing.T) {
+	d, f := setup(t, Config{Builders: []Builder{{Name: "b", Workers: []string{"w"}}}})
+	d.Add(req(1, "b", 0, time.Second), req(2, "b", 0, 0))
+	d.Remove(1)
+	if snap := settle(t, d); len(snap.Pending) != 1 || snap.Pending[0].ID != 2 {
+		t.Fatalf("pending after Remove(1) = %+v", snap.Pending)
+	}
+	d.Attached("w")
+	if s := next(t, f); s.req.ID != 2 {
+		t.Fatalf("started %d, want 2", s.req.ID)
+	}
+}
