@@ -51,7 +51,10 @@ type Master struct {
 
 	unlock func() // releases the basedir lock
 
+	reconfigMu sync.Mutex // one reconfig at a time
+
 	mu        sync.Mutex
+	status    webui.ConfigStatus // guarded by mu
 	httpAddr  string
 	workerURL string
 	ready     chan struct{}
@@ -97,6 +100,7 @@ func New(opts Options) (*Master, error) {
 	}
 	m := &Master{opts: opts, log: opts.Logger, store: st, unlock: unlock, ready: make(chan struct{})}
 	m.cfg.Store(cfg)
+	m.status = webui.ConfigStatus{Summary: cfg.Summary(), LoadedAt: time.Now()}
 	m.run = build.New(st, nil, m.Config, abs, m.log)
 	m.run.Observer = observer{m}
 	m.disp = dispatch.New(m.run, m.log)
@@ -176,21 +180,94 @@ func (m *Master) register(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// Reconfig loads the configuration file again and, if it is valid, makes
-// it the one new builds use; running builds keep theirs. An invalid file
-// changes nothing.
-func (m *Master) Reconfig(ctx context.Context) error {
+// ReconfigResult says what a successful reconfig changed.
+type ReconfigResult struct {
+	Summary      string   // the new configuration's one-line summary
+	Cancelled    []int64  // pending requests of removed builders
+	Disconnected []string // workers removed or whose password changed
+}
+
+// Reconfig loads the configuration file again and, if it is valid, swaps it
+// in atomically for new builds; running builds keep the configuration they
+// started with. Pending requests of builders that were removed are
+// cancelled with the reason recorded; workers that were removed or whose
+// password changed are disconnected. An invalid file changes nothing and
+// its error is returned (and kept for the API). Reconfigs run one at a time.
+func (m *Master) Reconfig(ctx context.Context) (ReconfigResult, error) {
+	m.reconfigMu.Lock()
+	defer m.reconfigMu.Unlock()
+	now := time.Now()
 	cfg, err := config.LoadWith(m.opts.ConfigPath, config.Options{Library: star.Library})
+	if err == nil {
+		err = m.register(ctx, cfg)
+	}
 	if err != nil {
-		return err
+		m.mu.Lock()
+		m.status.LastError, m.status.LastErrorAt = err.Error(), now
+		m.mu.Unlock()
+		return ReconfigResult{}, err
 	}
-	if err := m.register(ctx, cfg); err != nil {
-		return err
-	}
-	m.cfg.Store(cfg)
+	old := m.cfg.Swap(cfg)
 	m.disp.SetConfig(dispatchConfig(cfg))
-	m.log.Info("reconfigured", "config", cfg.Path, "summary", cfg.Summary())
-	return nil
+	m.mu.Lock()
+	m.status.LoadedAt, m.status.Summary = now, cfg.Summary()
+	m.mu.Unlock()
+
+	res := ReconfigResult{Summary: cfg.Summary()}
+	removed := map[string]bool{}
+	for _, b := range old.Builders {
+		if cfg.Builder(b.Name) == nil {
+			removed[b.Name] = true
+		}
+	}
+	if len(removed) > 0 {
+		pending, err := m.store.PendingRequests(ctx)
+		if err != nil {
+			m.log.Error("reconfig: read the queue to cancel removed builders' requests", "err", err)
+		}
+		for _, r := range pending {
+			if !removed[r.BuilderName] {
+				continue
+			}
+			why := fmt.Sprintf("builder %s was removed from the configuration at %s", r.BuilderName, now.UTC().Format(time.RFC3339))
+			if _, err := m.store.CancelRequest(ctx, r.ID, why, now); err != nil {
+				// Claimed meanwhile: it runs with the old configuration.
+				m.log.Warn("reconfig: cancel request", "request", r.ID, "err", err)
+				continue
+			}
+			res.Cancelled = append(res.Cancelled, r.ID)
+		}
+		m.disp.Remove(res.Cancelled...)
+	}
+	for _, w := range old.Workers {
+		nw := cfg.Worker(w.Name)
+		var why string
+		switch {
+		case nw == nil:
+			why = "the worker was removed from the configuration"
+		case nw.Password != w.Password:
+			why = "the worker's password changed in the configuration"
+		default:
+			continue
+		}
+		if s := m.reg.Get(w.Name); s != nil {
+			s.Disconnect(errors.New(why))
+			res.Disconnected = append(res.Disconnected, w.Name)
+		}
+	}
+	m.log.Info("reconfigured", "config", cfg.Path, "summary", res.Summary,
+		"cancelled_requests", len(res.Cancelled), "disconnected_workers", res.Disconnected)
+	return res, nil
+}
+
+// ConfigStatus implements webui.Master: which configuration is in force
+// and how the last reconfig went.
+func (m *Master) ConfigStatus() webui.ConfigStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.status
+	st.Path = m.opts.ConfigPath
+	return st
 }
 
 // HTTPAddr returns the web server's address once Run listens ("" before).
@@ -248,6 +325,12 @@ func (m *Master) Run(ctx context.Context) error {
 	if err := m.writeRunFiles(); err != nil {
 		m.log.Warn("write run files", "err", err)
 	}
+	stopControl, err := m.serveControl(ctx)
+	if err != nil {
+		m.log.Warn("starforge reconfig is unavailable; SIGHUP still reconfigures", "err", err)
+		stopControl = func() {}
+	}
+	defer stopControl()
 
 	dctx, stopDispatch := context.WithCancel(context.Background())
 	dispatched := make(chan struct{})

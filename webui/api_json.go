@@ -216,6 +216,7 @@ type requestJSON struct {
 	SubmittedAt    unixTime   `json:"submitted_at"`
 	WaitedFor      bool       `json:"waited_for"`
 	WaitingReason  *string    `json:"waiting_reason"` // extension: why a pending request waits
+	CancelReason   *string    `json:"cancel_reason"`  // extension: why it was cancelled, if it was
 }
 
 func toRequestJSON(r store.BuildRequest, reason string) requestJSON {
@@ -231,6 +232,7 @@ func toRequestJSON(r store.BuildRequest, reason string) requestJSON {
 		Results:        resultJSON(r.Results),
 		SubmittedAt:    unixTime(r.SubmittedAt),
 		WaitingReason:  nullString(reason),
+		CancelReason:   nullString(r.CancelReason),
 	}
 }
 

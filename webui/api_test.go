@@ -27,7 +27,7 @@ var (
 	workerFields = []string{"workerid", "name", "workerinfo", "paused", "pause_reason", "graceful", "connected_to",
 		"connected", "last_connected", "last_disconnected", "running_builds"}
 	requestFields = []string{"buildrequestid", "buildsetid", "builderid", "priority", "claimed", "claimed_at",
-		"complete", "complete_at", "results", "submitted_at", "waited_for", "waiting_reason"}
+		"complete", "complete_at", "results", "submitted_at", "waited_for", "waiting_reason", "cancel_reason"}
 	forceFields = []string{"name", "label", "builder_names", "button_name"}
 )
 
@@ -669,5 +669,34 @@ func TestStopBuild(t *testing.T) {
 				t.Errorf("status %d, error %+v; want %d, code %d, %q", st, r.Error, tt.status, tt.code, tt.msg)
 			}
 		})
+	}
+}
+
+func TestMastersShowsConfigStatus(t *testing.T) {
+	f := newFixture(t)
+	loaded := time.Unix(1795300000, 0)
+	failed := loaded.Add(time.Minute)
+	f.m.mu.Lock()
+	f.m.config = ConfigStatus{Path: "/srv/master.star", Summary: "1 worker, 1 builder, 1 scheduler", LoadedAt: loaded,
+		LastError: "master.star:3:1: builder: unknown worker \"w9\"", LastErrorAt: failed}
+	f.m.mu.Unlock()
+	var got struct {
+		Masters []map[string]any `json:"masters"`
+	}
+	f.getJSON(t, "/api/v2/masters", &got)
+	if len(got.Masters) != 1 {
+		t.Fatalf("masters = %v", got.Masters)
+	}
+	m := got.Masters[0]
+	if m["config_file"] != "/srv/master.star" || m["config_loaded_at"] != float64(loaded.Unix()) ||
+		m["reconfig_error"] != `master.star:3:1: builder: unknown worker "w9"` || m["reconfig_error_at"] != float64(failed.Unix()) {
+		t.Fatalf("master = %v", m)
+	}
+	f.m.mu.Lock()
+	f.m.config.LastError, f.m.config.LastErrorAt = "", time.Time{}
+	f.m.mu.Unlock()
+	f.getJSON(t, "/api/v2/masters", &got)
+	if got.Masters[0]["reconfig_error"] != nil {
+		t.Fatalf("reconfig_error = %v, want null", got.Masters[0]["reconfig_error"])
 	}
 }

@@ -30,6 +30,7 @@ type fakeMaster struct {
 	stopped  []stopCall
 	forceErr error // returned by Force if set
 	stopErr  error // returned by StopBuild if set
+	config   ConfigStatus
 }
 
 type stopCall struct {
@@ -86,6 +87,12 @@ func (m *fakeMaster) QueueReasons() map[int64]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.reasons
+}
+
+func (m *fakeMaster) ConfigStatus() ConfigStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.config
 }
 
 // statusErr is a master error carrying an HTTP status.

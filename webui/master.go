@@ -2,6 +2,7 @@ package webui
 
 import (
 	"context"
+	"time"
 
 	"github.com/starforge/starforge/master/store"
 )
@@ -35,6 +36,18 @@ type Master interface {
 	// still waits (for example "no worker connected for builder b1").
 	// It may be empty or leave requests out.
 	QueueReasons() map[int64]string
+	// ConfigStatus says which configuration is in force, when it was
+	// loaded, and how the last reconfig went.
+	ConfigStatus() ConfigStatus
+}
+
+// ConfigStatus is the configuration's state as the API shows it.
+type ConfigStatus struct {
+	Path        string
+	Summary     string
+	LoadedAt    time.Time
+	LastError   string    // the last failed reconfig's error, "" if none failed
+	LastErrorAt time.Time // when it failed
 }
 
 // ForceScheduler is a configured force scheduler as the UI shows it.

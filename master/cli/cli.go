@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/starforge/starforge/config"
 	"github.com/starforge/starforge/master"
@@ -40,6 +41,7 @@ var commands = []command{
 	{"master", "run the master daemon", runMaster},
 	{"checkconfig", "check a master.star and summarise it", runCheckconfig},
 	{"force", "queue a build through the REST API", runForce},
+	{"reconfig", "make a running master load its configuration again", runReconfig},
 	{"version", "print the version", runVersion},
 }
 
@@ -150,7 +152,7 @@ func runMaster(ctx context.Context, args []string, out, errOut io.Writer) int {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := m.Reconfig(ctx); err != nil {
+				if _, err := m.Reconfig(ctx); err != nil {
 					log.Error("reconfig refused; the running configuration is unchanged", "err", err)
 				}
 			}
@@ -201,5 +203,30 @@ func runVersion(_ context.Context, args []string, out, errOut io.Writer) int {
 		return ExitUsage
 	}
 	fmt.Fprintln(out, "starforge", Version)
+	return ExitOK
+}
+
+func runReconfig(ctx context.Context, args []string, out, errOut io.Writer) int {
+	fs := newFlags("reconfig", "[--basedir DIR]", errOut)
+	basedir := fs.String("basedir", envOr("STARFORGE_BASEDIR", "."), "the running master's base directory; env STARFORGE_BASEDIR")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return ExitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	reply, err := master.SendControl(ctx, *basedir, master.ControlRequest{Command: "reconfig"})
+	if err != nil {
+		fmt.Fprintf(errOut, "starforge reconfig: %v\n", err)
+		return ExitProblem
+	}
+	if !reply.OK {
+		fmt.Fprintf(errOut, "starforge reconfig: the configuration was not changed:\n%s\n", reply.Error)
+		return ExitFailed
+	}
+	fmt.Fprintln(out, reply.Message)
 	return ExitOK
 }
