@@ -26,8 +26,26 @@ type Starter interface {
 
 // Builder is what the dispatcher needs to know of a configured builder.
 type Builder struct {
-	Name    string
-	Workers []string // names of the workers allowed to run it
+	Name     string
+	Workers  []string     // names of the workers allowed to run it
+	Locks    []LockAccess // taken for the whole build, released at its end
+	Priority int          // among requests of equal priority, higher builders first
+}
+
+// Lock is a configured lock. A master lock is one lock for the whole
+// master; a worker lock is one lock per worker.
+type Lock struct {
+	Name              string
+	PerWorker         bool
+	MaxCount          int            // holders in counting mode; at least 1
+	MaxCountForWorker map[string]int // per-worker MaxCount overrides (worker locks)
+}
+
+// LockAccess is a builder's use of a lock: counting (up to MaxCount
+// holders at once) or exclusive (the only holder), as in Buildbot.
+type LockAccess struct {
+	Lock      string
+	Exclusive bool
 }
 
 // Worker is what the dispatcher needs to know of a configured worker.
@@ -40,6 +58,7 @@ type Worker struct {
 type Config struct {
 	Builders []Builder
 	Workers  []Worker
+	Locks    []Lock
 }
 
 type event struct {
@@ -78,6 +97,9 @@ type Dispatcher struct {
 	head     map[int64]bool // requests requeued at the head
 	builders map[string]Builder
 	limits   map[string]int
+	locks    map[string]Lock
+	held     map[string]*lockState // by lock key: name, or name@worker
+	holds    map[int64][]heldLock  // request id → the locks it holds
 	workers  map[string]*workerState
 	inflight sync.WaitGroup
 	waiting  []chan<- Snapshot // snapshot requests of the current batch
@@ -100,6 +122,9 @@ func New(s Starter, log *slog.Logger) *Dispatcher {
 		head:     make(map[int64]bool),
 		builders: make(map[string]Builder),
 		limits:   make(map[string]int),
+		locks:    make(map[string]Lock),
+		held:     make(map[string]*lockState),
+		holds:    make(map[int64][]heldLock),
 		workers:  make(map[string]*workerState),
 		reasons:  make(map[int64]string),
 		running:  make(map[string][]int64),
@@ -247,6 +272,7 @@ func (d *Dispatcher) apply(ev event) {
 			w.attached = false
 		}
 	case ev.done != nil:
+		d.release(ev.done.req.ID)
 		w := d.worker(ev.done.worker)
 		w.running--
 		b := ev.done.req.BuilderName
@@ -280,6 +306,12 @@ func (d *Dispatcher) apply(ev event) {
 		for _, w := range ev.config.Workers {
 			d.limits[w.Name] = w.MaxBuilds
 		}
+		d.locks = make(map[string]Lock, len(ev.config.Locks))
+		for _, l := range ev.config.Locks {
+			d.locks[l.Name] = l
+		}
+		// Builder priorities may have changed the order.
+		sort.SliceStable(d.pending, func(i, j int) bool { return d.before(d.pending[i], d.pending[j]) })
 	case ev.snapshot != nil:
 		// Answered after the assignment pass, so it reflects it.
 		d.waiting = append(d.waiting, ev.snapshot)
@@ -300,6 +332,9 @@ func (d *Dispatcher) worker(name string) *workerState {
 func (d *Dispatcher) before(a, b store.BuildRequest) bool {
 	if a.Priority != b.Priority {
 		return a.Priority > b.Priority
+	}
+	if pa, pb := d.builders[a.BuilderName].Priority, d.builders[b.BuilderName].Priority; pa != pb {
+		return pa > pb
 	}
 	if ha, hb := d.head[a.ID], d.head[b.ID]; ha != hb {
 		return ha
@@ -354,7 +389,8 @@ func (d *Dispatcher) assign(ctx context.Context) {
 	d.mu.Unlock()
 }
 
-// pick returns the least busy eligible worker for builder, or "".
+// pick returns the least busy eligible worker for builder whose locks are
+// free, or "".
 func (d *Dispatcher) pick(builder string) string {
 	b, ok := d.builders[builder]
 	if !ok {
@@ -369,6 +405,9 @@ func (d *Dispatcher) pick(builder string) string {
 		if max := d.limits[name]; max > 0 && w.running >= max {
 			continue
 		}
+		if d.blockingLock(b, name) != "" {
+			continue
+		}
 		if best == "" || w.running < bestLoad {
 			best, bestLoad = name, w.running
 		}
@@ -377,6 +416,7 @@ func (d *Dispatcher) pick(builder string) string {
 }
 
 func (d *Dispatcher) start(r store.BuildRequest, worker string) {
+	d.acquire(r.ID, d.builders[r.BuilderName], worker)
 	w := d.worker(worker)
 	w.running++
 	w.builders[r.BuilderName]++
@@ -407,8 +447,107 @@ func (d *Dispatcher) reason(builder string) string {
 	if len(connected) == 0 {
 		return fmt.Sprintf("no worker connected for builder %s (it runs on %s)", builder, strings.Join(b.Workers, ", "))
 	}
+	for _, name := range connected {
+		w := d.workers[name]
+		if w.builders[builder] > 0 {
+			continue
+		}
+		if max := d.limits[name]; max > 0 && w.running >= max {
+			continue
+		}
+		if l := d.blockingLock(b, name); l != "" {
+			return fmt.Sprintf("waiting for lock %s", l)
+		}
+	}
 	if len(connected) == 1 {
 		return fmt.Sprintf("worker %s is busy", connected[0])
 	}
 	return fmt.Sprintf("all %d connected workers busy", len(connected))
+}
+
+// lockState counts a lock instance's holders.
+type lockState struct {
+	counting  int
+	exclusive bool
+}
+
+type heldLock struct {
+	key       string
+	exclusive bool
+}
+
+// lockKey names the instance of lock l a build on worker uses.
+func lockKey(l Lock, worker string) string {
+	if l.PerWorker {
+		return l.Name + "@" + worker
+	}
+	return l.Name
+}
+
+func (l Lock) max(worker string) int {
+	if n, ok := l.MaxCountForWorker[worker]; ok && l.PerWorker {
+		return n
+	}
+	if l.MaxCount < 1 {
+		return 1
+	}
+	return l.MaxCount
+}
+
+// blockingLock returns the name of a lock that keeps builder b from
+// starting on worker now, or "".
+func (d *Dispatcher) blockingLock(b Builder, worker string) string {
+	for _, a := range b.Locks {
+		l, ok := d.locks[a.Lock]
+		if !ok {
+			continue // validated by config; a lock removed by reconfig no longer binds
+		}
+		st := d.held[lockKey(l, worker)]
+		if st == nil {
+			continue
+		}
+		if st.exclusive || (a.Exclusive && st.counting > 0) || (!a.Exclusive && st.counting >= l.max(worker)) {
+			return a.Lock
+		}
+	}
+	return ""
+}
+
+func (d *Dispatcher) acquire(req int64, b Builder, worker string) {
+	for _, a := range b.Locks {
+		l, ok := d.locks[a.Lock]
+		if !ok {
+			continue
+		}
+		key := lockKey(l, worker)
+		st := d.held[key]
+		if st == nil {
+			st = &lockState{}
+			d.held[key] = st
+		}
+		if a.Exclusive {
+			st.exclusive = true
+		} else {
+			st.counting++
+		}
+		d.holds[req] = append(d.holds[req], heldLock{key: key, exclusive: a.Exclusive})
+	}
+}
+
+func (d *Dispatcher) release(req int64) {
+	for _, h := range d.holds[req] {
+		st := d.held[h.key]
+		if st == nil {
+			continue
+		}
+		if h.exclusive {
+			st.exclusive = false
+		} else {
+			st.counting--
+		}
+		if !st.exclusive && st.counting <= 0 {
+			delete(d.held, h.key)
+		}
+	}
+	delete(d.holds, req)
 }

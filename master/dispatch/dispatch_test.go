@@ -190,3 +190,95 @@ func TestRemoveDropsPending(t *testing.T) {
 		t.Fatalf("started %d, want 2", s.req.ID)
 	}
 }
+
+func TestMasterLockSharedAcrossWorkers(t *testing.T) {
+	d, f := setup(t, Config{
+		Builders: []Builder{
+			{Name: "a", Workers: []string{"w1"}, Locks: []LockAccess{{Lock: "db"}}},
+			{Name: "b", Workers: []string{"w2"}, Locks: []LockAccess{{Lock: "db"}}},
+		},
+		Locks: []Lock{{Name: "db", MaxCount: 1}},
+	})
+	d.Attached("w1")
+	d.Attached("w2")
+	d.Add(req(1, "a", 0, time.Second), req(2, "b", 0, 0))
+	first := next(t, f)
+	if first.req.ID != 1 {
+		t.Fatalf("started %d first, want 1", first.req.ID)
+	}
+	noStart(t, d, f)
+	if r := settle(t, d).Reasons[2]; r != "waiting for lock db" {
+		t.Fatalf("reason = %q", r)
+	}
+	first.finish <- false
+	if s := next(t, f); s.req.ID != 2 || s.worker != "w2" {
+		t.Fatalf("after release started %d on %s", s.req.ID, s.worker)
+	}
+}
+
+func TestWorkerLockIsPerWorker(t *testing.T) {
+	d, f := setup(t, Config{
+		Builders: []Builder{
+			{Name: "a", Workers: []string{"w1", "w2"}, Locks: []LockAccess{{Lock: "cpu"}}},
+			{Name: "b", Workers: []string{"w1", "w2"}, Locks: []LockAccess{{Lock: "cpu"}}},
+			{Name: "c", Workers: []string{"w1", "w2"}, Locks: []LockAccess{{Lock: "cpu"}}},
+		},
+		Locks: []Lock{{Name: "cpu", PerWorker: true, MaxCount: 1, MaxCountForWorker: map[string]int{"w2": 2}}},
+	})
+	d.Attached("w1")
+	d.Attached("w2")
+	d.Add(req(1, "a", 0, 3*time.Second), req(2, "b", 0, 2*time.Second), req(3, "c", 0, time.Second))
+	// w1 takes one build (its lock allows one), w2 two (its override).
+	got := map[string]int{}
+	for i := 0; i < 3; i++ {
+		got[next(t, f).worker]++
+	}
+	if got["w1"] != 1 || got["w2"] != 2 {
+		t.Fatalf("builds per worker = %v, want w1:1 w2:2", got)
+	}
+}
+
+func TestExclusiveWaitsForCounting(t *testing.T) {
+	d, f := setup(t, Config{
+		Builders: []Builder{
+			{Name: "x1", Workers: []string{"w"}, Locks: []LockAccess{{Lock: "l"}}},
+			{Name: "x2", Workers: []string{"w"}, Locks: []LockAccess{{Lock: "l"}}},
+			{Name: "y", Workers: []string{"w"}, Locks: []LockAccess{{Lock: "l", Exclusive: true}}},
+			{Name: "x3", Workers: []string{"w"}, Locks: []LockAccess{{Lock: "l"}}},
+		},
+		Locks: []Lock{{Name: "l", MaxCount: 2}},
+	})
+	d.Attached("w")
+	d.Add(req(1, "x1", 0, 4*time.Second), req(2, "x2", 0, 3*time.Second), req(3, "y", 0, 2*time.Second))
+	a, b := next(t, f), next(t, f)
+	noStart(t, d, f) // y needs the lock alone
+	a.finish <- false
+	noStart(t, d, f)
+	b.finish <- false
+	y := next(t, f)
+	if y.req.ID != 3 {
+		t.Fatalf("started %d, want the exclusive 3", y.req.ID)
+	}
+	d.Add(req(4, "x3", 0, 0))
+	noStart(t, d, f) // counting waits while exclusive is held
+	y.finish <- false
+	if s := next(t, f); s.req.ID != 4 {
+		t.Fatalf("started %d, want 4", s.req.ID)
+	}
+}
+
+func TestBuilderPriority(t *testing.T) {
+	d, f := setup(t, Config{
+		Builders: []Builder{
+			{Name: "low", Workers: []string{"w"}},
+			{Name: "high", Workers: []string{"w"}, Priority: 10},
+		},
+		Workers: []Worker{{Name: "w", MaxBuilds: 1}},
+	})
+	d.Add(req(1, "low", 0, time.Hour), req(2, "high", 0, 0))
+	settle(t, d)
+	d.Attached("w")
+	if s := next(t, f); s.req.ID != 2 {
+		t.Fatalf("started %d first, want the high-priority builder's 2", s.req.ID)
+	}
+}
