@@ -52,6 +52,7 @@ type Master struct {
 	unlock func() // releases the basedir lock
 
 	reconfigMu sync.Mutex // one reconfig at a time
+	stopReq    chan *stopRequest
 
 	mu        sync.Mutex
 	status    webui.ConfigStatus // guarded by mu
@@ -98,7 +99,7 @@ func New(opts Options) (*Master, error) {
 		unlock()
 		return nil, fmt.Errorf("master: %w", err)
 	}
-	m := &Master{opts: opts, log: opts.Logger, store: st, unlock: unlock, ready: make(chan struct{})}
+	m := &Master{opts: opts, log: opts.Logger, store: st, unlock: unlock, ready: make(chan struct{}), stopReq: make(chan *stopRequest, 1)}
 	m.cfg.Store(cfg)
 	m.status = webui.ConfigStatus{Summary: cfg.Summary(), LoadedAt: time.Now()}
 	m.run = build.New(st, nil, m.Config, abs, m.log)
@@ -260,6 +261,39 @@ func (m *Master) Reconfig(ctx context.Context) (ReconfigResult, error) {
 	return res, nil
 }
 
+// StopResult says what a stop did to the builds that were running.
+type StopResult struct {
+	Finished int // ended by themselves within the grace period
+	Requeued int // interrupted: ended RETRY, their requests back in the queue
+}
+
+type stopRequest struct {
+	grace time.Duration
+	done  chan StopResult
+}
+
+// ErrStopping is returned by Stop when a stop is already under way.
+var ErrStopping = errors.New("the master is already stopping")
+
+// Stop makes Run stop: no new builds start, running builds get up to grace
+// to end by themselves (zero: none), and the rest are interrupted and end
+// RETRY with their requests back at the head of the queue. It returns once
+// they have all ended, or when ctx ends.
+func (m *Master) Stop(ctx context.Context, grace time.Duration) (StopResult, error) {
+	req := &stopRequest{grace: grace, done: make(chan StopResult, 1)}
+	select {
+	case m.stopReq <- req:
+	default:
+		return StopResult{}, ErrStopping
+	}
+	select {
+	case r := <-req.done:
+		return r, nil
+	case <-ctx.Done():
+		return StopResult{}, ctx.Err()
+	}
+}
+
 // ConfigStatus implements webui.Master: which configuration is in force
 // and how the last reconfig went.
 func (m *Master) ConfigStatus() webui.ConfigStatus {
@@ -348,21 +382,38 @@ func (m *Master) Run(ctx context.Context) error {
 	close(m.ready)
 
 	var runErr error
+	var stop *stopRequest
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
+	case stop = <-m.stopReq:
 	}
-	m.log.Info("master stopping")
-	sctx, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
-	defer cancel()
-	_ = webSrv.Shutdown(sctx)
 	// Stop assigning first: a runner that is shutting down hands requests
 	// straight back, and a live dispatcher would offer them again at once.
 	stopDispatch()
+	running := len(m.run.Running())
+	if stop != nil && stop.grace > 0 && running > 0 {
+		m.log.Info("master stopping: waiting for running builds", "running", running, "up_to", stop.grace)
+		t := time.NewTimer(stop.grace)
+		select {
+		case <-dispatched: // every build ended by itself
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	requeued := len(m.run.Running())
+	m.log.Info("master stopping", "interrupting_builds", requeued)
+	sctx, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
+	defer cancel()
+	_ = webSrv.Shutdown(sctx)
 	if err := m.run.Shutdown(sctx, "master shutting down"); err != nil {
 		m.log.Warn("builds still running at shutdown", "err", err)
 	}
 	<-dispatched // returns once every build it started has ended
+	if stop != nil {
+		stop.done <- StopResult{Finished: running - requeued, Requeued: requeued}
+	}
 	_ = workerSrv.Close()
 	m.reg.Close()
 	os.Remove(filepath.Join(m.opts.Basedir, "run", "http.addr"))

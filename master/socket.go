@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,7 +20,10 @@ const ControlSocket = "control.sock"
 
 // ControlRequest is one request on the control socket (one per connection).
 type ControlRequest struct {
-	Command string `json:"command"` // "reconfig"
+	Command string `json:"command"` // "reconfig" or "stop"
+	// GraceSeconds: for "stop", how long running builds may take to end
+	// by themselves before they are interrupted (0: at once).
+	GraceSeconds float64 `json:"grace_seconds,omitempty"`
 }
 
 // ControlReply answers a ControlRequest.
@@ -43,6 +47,7 @@ func (m *Master) serveControl(ctx context.Context) (stop func(), err error) {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	done := make(chan struct{})
+	var handlers sync.WaitGroup
 	go func() {
 		defer close(done)
 		for {
@@ -50,15 +55,19 @@ func (m *Master) serveControl(ctx context.Context) (stop func(), err error) {
 			if err != nil {
 				return
 			}
-			go m.handleControl(ctx, c)
+			handlers.Add(1)
+			go func() { defer handlers.Done(); m.handleControl(ctx, c) }()
 		}
 	}()
-	return func() { l.Close(); <-done; os.Remove(path) }, nil
+	// Waiting for the handlers lets a "stop" answer before the process exits.
+	return func() { l.Close(); <-done; handlers.Wait(); os.Remove(path) }, nil
 }
 
 func (m *Master) handleControl(ctx context.Context, c net.Conn) {
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	// Deadlines bound reading the request and writing the answer, not the
+	// work between them: a stop may wait for builds for a long time.
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	var req ControlRequest
 	reply := ControlReply{}
 	if err := json.NewDecoder(c).Decode(&req); err != nil {
@@ -74,10 +83,20 @@ func (m *Master) handleControl(ctx context.Context, c net.Conn) {
 			}
 			reply.OK = true
 			reply.Message = describeReconfig(res)
+		case "stop":
+			grace := time.Duration(req.GraceSeconds * float64(time.Second))
+			res, err := m.Stop(context.Background(), grace)
+			if err != nil {
+				reply.Error = err.Error()
+				break
+			}
+			reply.OK = true
+			reply.Message = fmt.Sprintf("stopped: %d running build(s) finished, %d interrupted and requeued (RETRY)", res.Finished, res.Requeued)
 		default:
 			reply.Error = fmt.Sprintf("unknown command %q", req.Command)
 		}
 	}
+	_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	_ = json.NewEncoder(c).Encode(reply)
 }
 

@@ -42,6 +42,7 @@ var commands = []command{
 	{"checkconfig", "check a master.star and summarise it", runCheckconfig},
 	{"force", "queue a build through the REST API", runForce},
 	{"reconfig", "make a running master load its configuration again", runReconfig},
+	{"stop", "stop a running master, letting running builds finish", runStop},
 	{"version", "print the version", runVersion},
 }
 
@@ -226,6 +227,35 @@ func runReconfig(ctx context.Context, args []string, out, errOut io.Writer) int 
 	if !reply.OK {
 		fmt.Fprintf(errOut, "starforge reconfig: the configuration was not changed:\n%s\n", reply.Error)
 		return ExitFailed
+	}
+	fmt.Fprintln(out, reply.Message)
+	return ExitOK
+}
+
+func runStop(ctx context.Context, args []string, out, errOut io.Writer) int {
+	fs := newFlags("stop", "[--basedir DIR] [--timeout DURATION | --now]", errOut)
+	basedir := fs.String("basedir", envOr("STARFORGE_BASEDIR", "."), "the running master's base directory; env STARFORGE_BASEDIR")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long running builds may take to finish before they are interrupted (RETRY) and requeued")
+	now := fs.Bool("now", false, "interrupt running builds at once (they end RETRY and are requeued)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 0 || *timeout < 0 {
+		fs.Usage()
+		return ExitUsage
+	}
+	grace := *timeout
+	if *now {
+		grace = 0
+	}
+	reply, err := master.SendControl(ctx, *basedir, master.ControlRequest{Command: "stop", GraceSeconds: grace.Seconds()})
+	if err != nil {
+		fmt.Fprintf(errOut, "starforge stop: %v\n", err)
+		return ExitProblem
+	}
+	if !reply.OK {
+		fmt.Fprintf(errOut, "starforge stop: %s\n", reply.Error)
+		return ExitProblem
 	}
 	fmt.Fprintln(out, reply.Message)
 	return ExitOK

@@ -260,17 +260,26 @@ func (m *master) waitAttached(t *testing.T, name string, n int) {
 // cli runs the starforge binary with args and returns its output and exit code.
 func cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	out, code := cliNoFatal(args...)
+	if code < 0 {
+		t.Fatalf("run starforge %v: %s", args, out)
+	}
+	return out, code
+}
+
+// cliNoFatal is cli for goroutines other than the test's: a failure to
+// run the binary at all is reported as code -1 with the error as output.
+func cliNoFatal(args ...string) (string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin.master, args...)
 	out, err := cmd.CombinedOutput()
-	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
+		return string(out), ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("run starforge %v: %v", args, err)
+		return err.Error(), -1
 	}
-	return string(out), code
+	return string(out), 0
 }
 
 // force runs `starforge force --wait` and returns its output and exit code.
