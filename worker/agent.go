@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -87,6 +88,7 @@ type Agent struct {
 	basedir string
 	log     *slog.Logger
 	environ map[string]string
+	ledger  *ledger
 
 	mu       sync.Mutex
 	settings command.Settings // the master's latest set_worker_settings
@@ -101,6 +103,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.init(); err != nil {
 		return err
 	}
+	// Before taking new work: kill what a killed previous run left behind.
+	a.ledger.cleanup()
 	bo := backoff{min: a.MinBackoff, max: a.MaxBackoff}
 	for {
 		began := time.Now()
@@ -169,6 +173,10 @@ func (a *Agent) init() error {
 		a.ConnOptions.Logger = a.log
 	}
 	a.environ = environMap()
+	if err := os.MkdirAll(a.basedir, 0o755); err != nil {
+		return fmt.Errorf("worker: base directory: %w", err)
+	}
+	a.ledger = newLedger(a.basedir, a.log)
 	a.mu.Lock()
 	if a.settings == (command.Settings{}) {
 		a.settings = command.DefaultSettings()

@@ -274,6 +274,7 @@ func (s *session) startCommand(args proto.Args) error {
 		Environ:  s.a.environ,
 		Settings: s.a.currentSettings(),
 		Logger:   log,
+		Ledger:   s.a.ledger,
 	})
 	if err != nil {
 		log.Warn("cannot start command", "err", err)

@@ -251,6 +251,11 @@ func alive(t *testing.T, pidfile string) bool {
 	if err != nil {
 		t.Fatalf("pid file %s: %v", pidfile, err)
 	}
+	return alivePID(pid)
+}
+
+// alivePID reports whether process pid runs (a zombie does not count).
+func alivePID(pid int) bool {
 	// A killed process whose parent died is reparented and may stay a
 	// zombie until reaped; only a running process counts as alive.
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -427,4 +432,43 @@ force_scheduler("force", builders=["proj"])
 		t.Fatal(err)
 	}
 	m.out.wait(t, `build finished.*builder=proj.*result=success`, 30*time.Second)
+}
+
+// TestRestartedWorkerKillsOrphans: a worker killed with SIGKILL mid-step
+// leaves its step's process running; when that worker starts again it
+// kills it.
+func TestRestartedWorkerKillsOrphans(t *testing.T) {
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "step.pid")
+	m := startMaster(t, filepath.Join(dir, "master"), oneWorker+`
+builder("slow", workers=["w1"], steps=[shell("echo $$ > `+pidfile+`; exec sleep 600")])
+force_scheduler("force", builders=["slow"])
+`)
+	wdir := filepath.Join(dir, "worker")
+	w := m.startWorker(t, "w1", "pw1", wdir)
+	t.Cleanup(func() { killPidfile(pidfile) })
+	if out, code := cli(t, "force", "--master", m.url, "slow"); code != 0 {
+		t.Fatalf("force: %s", out)
+	}
+	waitFile(t, pidfile, m)
+	w.kill()
+	// The requeued build runs again on the restarted worker and rewrites
+	// the pid file; the orphan is the pid read now.
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !alivePID(orphan) {
+		t.Fatal("test premise: the step's process should outlive a SIGKILLed worker")
+	}
+	t.Cleanup(func() { syscall.Kill(orphan, syscall.SIGKILL) })
+	w2 := m.startWorker(t, "w1", "pw1", wdir)
+	w2.out.wait(t, `killed an orphaned process group.*pgid=`+strconv.Itoa(orphan), 10*time.Second)
+	if alivePID(orphan) {
+		t.Fatal("the restarted worker did not kill the orphaned step process")
+	}
 }

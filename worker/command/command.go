@@ -50,6 +50,15 @@ type Env struct {
 	Environ  map[string]string // the worker's environment, for ${VAR} and inheritance
 	Settings Settings
 	Logger   *slog.Logger
+	Ledger   ProcessLedger // may be nil
+}
+
+// ProcessLedger remembers the process groups of running commands, so that
+// a worker killed before it could kill them (kill -9) kills them when it
+// starts again. Implementations are safe for concurrent use.
+type ProcessLedger interface {
+	Started(pgid int)
+	Ended(pgid int)
 }
 
 // Command is one started remote command.

@@ -58,6 +58,9 @@ func (g *procGroup) signal(sig os.Signal) error {
 // release frees what the group holds once the command is done.
 func (g *procGroup) release() {}
 
+// id is the process group id, for the ledger.
+func (g *procGroup) id() int { return g.pgid }
+
 var sigKill os.Signal = syscall.SIGKILL
 var sigTerm os.Signal = syscall.SIGTERM
 

@@ -230,3 +230,7 @@ func lookPathIn(file, _, _ string) (string, error) {
 
 // fileOwner returns fi's owner; Windows has no uid/gid to preserve.
 func fileOwner(os.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
+
+// id is 0: the ledger of orphaned process groups is for unix, where a
+// killed worker's children outlive it (a Windows job object dies with it).
+func (g *procGroup) id() int { return 0 }

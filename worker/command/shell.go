@@ -553,6 +553,12 @@ func (r *shellRun) run(ctx context.Context) error {
 		return r.startFailed(err)
 	}
 	defer g.release()
+	if id := g.id(); id > 0 && c.env.Ledger != nil {
+		// Recorded so that a worker killed before it could kill this
+		// group does so when it starts again.
+		c.env.Ledger.Started(id)
+		defer c.env.Ledger.Ended(id)
+	}
 
 	r.pipes = []*os.File{outR, errR}
 	r.readers.Add(2)
