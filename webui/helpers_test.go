@@ -143,7 +143,7 @@ type fixture struct {
 
 const xssName = `<script>alert(1)</script>`
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	st := openStore(t)
