@@ -28,6 +28,7 @@ type signature struct {
 	params []param
 	npos   int            // number of leading positional params
 	index  map[string]int // param name → index in params
+	varKw  bool           // unknown keywords are allowed (kept in call.kwargs)
 }
 
 // newSignature returns the signature of builtin fn with the concatenation
@@ -74,6 +75,7 @@ type call struct {
 	args   []starlark.Value // by parameter index; nil if not given
 	nerr   int              // problems reported for this call
 	trace  *string          // backtrace of the call, computed on first use
+	kwargs []starlark.Tuple // the keyword arguments as given
 }
 
 // errorf reports a problem with the call as a whole.
@@ -120,10 +122,13 @@ func (c *call) bind(args starlark.Tuple, kwargs []starlark.Tuple) {
 		args = args[:s.npos]
 	}
 	copy(c.args, args)
+	c.kwargs = kwargs
 	for _, kv := range kwargs {
 		name := string(kv[0].(starlark.String)) // Starlark guarantees string keys
 		i, ok := s.index[name]
 		switch {
+		case !ok && s.varKw:
+			continue
 		case !ok:
 			hint := ""
 			if n := nearest(name, s.names()); n != "" {

@@ -26,17 +26,41 @@ type builtin struct {
 // builtins is the table of predeclared functions: the declarations below,
 // then one constructor per step kind. It is built once and never modified.
 var builtins = append([]*builtin{
-	{newSignature("master", masterParams), builtinMaster},
-	{newSignature("worker", workerParams), builtinWorker},
-	{newSignature("builder", builderParams), builtinBuilder},
+	{newSignature("master", masterParams, masterExtraParams), builtinMaster},
+	{newSignature("worker", workerParams, workerExtraParams), builtinWorker},
+	{newSignature("builder", builderParams, builderExtraParams), builtinBuilder},
 	{newSignature("force_scheduler", forceSchedulerParams), builtinForceScheduler},
-}, stepBuiltins()...)
+	{newSignature("single_branch_scheduler", schedulerParams, []param{{name: "branch"}}, changeSchedulerParams), builtinSingleBranchScheduler},
+	{newSignature("any_branch_scheduler", schedulerParams, changeSchedulerParams), builtinAnyBranchScheduler},
+	{newSignature("periodic", schedulerParams, periodicParams), builtinPeriodic},
+	{newSignature("nightly", schedulerParams, nightlyParams), builtinNightly},
+	{newSignature("triggerable", schedulerParams), builtinTriggerable},
+	{newSignature("dependent", dependentParams), builtinDependent},
+	{newSignature("change_filter", changeFilterParams), builtinChangeFilter},
+	{newSignature("master_lock", masterLockParams), builtinMasterLock},
+	{newSignature("worker_lock", workerLockParams), builtinWorkerLock},
+	{newSignature("user", userParams), builtinUser},
+	{newSignature("role", roleParams), builtinRole},
+	{newSignature("latent_worker", latentWorkerParams), builtinLatentWorker},
+	{newSignature("process_driver"), builtinProcessDriver},
+	{newSignature("command_driver", commandDriverParams), builtinCommandDriver},
+	{varKwSignature("worker_filter"), builtinWorkerFilter},
+	{varKwSignature("interpolate", interpolateParams), builtinInterpolate},
+	{newSignature("prop", propParams), builtinProp},
+	{newSignature("secret", secretParams), builtinSecret},
+	{newSignature("secrets_dir", secretsDirParams), builtinSecretsDir},
+	{newSignature("secrets_env", secretsEnvParams), builtinSecretsEnv},
+}, append(stepBuiltins(), forceParamBuiltins()...)...)
 
 // predeclare returns the predeclared names of master.star for this load.
 func (l *loader) predeclare() starlark.StringDict {
 	d := make(starlark.StringDict, len(builtins))
 	for _, b := range builtins {
 		d[b.sig.fn] = starlark.NewBuiltin(b.sig.fn, func(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			if thread != l.thread {
+				// A function of the build calls it (see buildtime.go).
+				return callAtBuildTime(l, b, thread, args, kwargs)
+			}
 			c := &call{
 				l:      l,
 				thread: thread,
@@ -65,6 +89,10 @@ func defaultMasterSettings() MasterSettings {
 		URL:        defaultURL(DefaultHTTPAddr),
 		HTTPAddr:   DefaultHTTPAddr,
 		WorkerAddr: DefaultWorkerAddr,
+
+		DB:             DefaultDB,
+		WebAuth:        "none",
+		WorkerProtocol: DefaultWorkerProtocol,
 	}
 }
 
@@ -87,6 +115,7 @@ func builtinMaster(c *call) (starlark.Value, error) {
 			m.URL = u
 		}
 	}
+	masterExtras(c, &m)
 	if prev := c.l.master; prev != nil {
 		c.errorf("called more than once (first call at %s)", prev.Pos)
 	} else {
@@ -169,6 +198,7 @@ func builtinWorker(c *call) (starlark.Value, error) {
 		w.MaxBuilds = 0
 	}
 	w.Properties = c.jsonDict("properties")
+	workerExtras(c, w)
 
 	// Register even a worker with problems, so that builders naming it do
 	// not report it as unknown as well.
@@ -206,6 +236,7 @@ var builderParams = []param{
 	{name: "env"},
 	{name: "properties"},
 	{name: "workerbuilddir"},
+	{name: "default_properties"},
 }
 
 // builtinBuilder implements builder(name, workers, steps, tags=[],
@@ -213,12 +244,19 @@ var builderParams = []param{
 func builtinBuilder(c *call) (starlark.Value, error) {
 	b := &Builder{Pos: c.pos}
 	b.Name = c.nonEmptyStr("name", "")
-	b.WorkerNames = c.nameList("workers", "worker")
-	b.Steps = c.steps("steps")
+	builderWorkers(c, b)
+	if v, ok := c.given("steps"); ok {
+		if fn, isFn := v.(starlark.Callable); isFn {
+			b.StepsFn = &StepsFunc{Fn: fn, Pos: c.pos}
+		} else {
+			b.Steps = c.steps("steps")
+		}
+	}
 	b.Tags = c.strList("tags")
 	b.Description = c.str("description", "")
 	b.Env = c.strDict("env")
 	b.Properties = c.jsonDict("properties")
+	b.DefaultProperties = c.jsonDict("default_properties")
 	b.WorkerBuildDir = c.str("workerbuilddir", "")
 	if _, given := c.given("workerbuilddir"); given {
 		if err := checkWorkerBuildDir(b.WorkerBuildDir); err != nil {
@@ -227,6 +265,7 @@ func builtinBuilder(c *call) (starlark.Value, error) {
 	} else {
 		b.WorkerBuildDir = safeDirName(b.Name)
 	}
+	builderExtras(c, b)
 
 	if b.Name != "" {
 		c.l.builders = append(c.l.builders, b)
@@ -304,6 +343,7 @@ var forceSchedulerParams = []param{
 	{name: "name", required: true, positional: true},
 	{name: "builders", required: true, positional: true},
 	{name: "label"},
+	{name: "params"},
 }
 
 // builtinForceScheduler implements force_scheduler(name, builders, label=None).
@@ -312,6 +352,7 @@ func builtinForceScheduler(c *call) (starlark.Value, error) {
 	s.Name = c.nonEmptyStr("name", "")
 	s.Builders = c.nameList("builders", "builder")
 	s.Label = c.nonEmptyStr("label", s.Name)
+	s.Params = c.forceParams("params")
 	if s.Name != "" {
 		c.l.schedulers = append(c.l.schedulers, s)
 	}

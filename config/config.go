@@ -27,6 +27,18 @@ type Config struct {
 	Builders   []*Builder  // in declaration order
 	Schedulers []Scheduler // in declaration order
 
+	// SecretProviders are the secrets_dir and secrets_env declarations, in
+	// declaration order; Secret consults them at build time.
+	SecretProviders []SecretProvider
+
+	// LatentWorkers are the workers declared with latent_worker(), in
+	// declaration order. They share one namespace with Workers but are not
+	// in it: Workers are those that connect with a password.
+	LatentWorkers []*LatentWorker
+	Locks         []*Lock // master_lock() and worker_lock(), in declaration order
+	Users         []*User // in declaration order
+	Roles         []*Role // declared with role(); see Role(name) for the built-in ones
+
 	// Files lists the absolute path of every local file the configuration
 	// read, the main file first, then the files it load()ed in the order they
 	// were first loaded. Files of the @starforge// library are not listed.
@@ -126,6 +138,18 @@ type MasterSettings struct {
 	// (default DefaultWorkerAddr). Port 0 asks the master to pick a free port.
 	WorkerAddr string
 
+	// SSHAddr is the host:port of the SSH server; "" (the default) means off.
+	SSHAddr string
+	// DB is the database: a path relative to the master's basedir, or a
+	// "sqlite:///..." URL (default DefaultDB).
+	DB string
+	// WebAuth is how the web UI authenticates users: "none" (the default)
+	// or "users" (the users declared with user()).
+	WebAuth string
+	// WorkerProtocol is the worker protocol (default DefaultWorkerProtocol,
+	// the only one there is).
+	WorkerProtocol string
+
 	Pos Pos // position of the master(...) call; zero if there was none
 }
 
@@ -139,24 +163,57 @@ type Worker struct {
 	// JSON-like: string, int64, float64, bool, nil, []any, map[string]any.
 	// Nil when none were given.
 	Properties map[string]any
-	Pos        Pos // position of the worker(...) call
+
+	// NotifyOnMissing lists the email addresses told when the worker has
+	// been disconnected for MissingTimeout. Nil when none were given.
+	NotifyOnMissing []string
+	// MissingTimeout is how long the worker may be disconnected before
+	// NotifyOnMissing is told (default DefaultMissingTimeout); 0 means never.
+	MissingTimeout time.Duration
+	Locks          []LockAccess // taken for every build on this worker; nil when none
+
+	Pos Pos // position of the worker(...) call
 }
 
 // Builder is a builder declared with builder(...).
 type Builder struct {
 	Name        string
 	WorkerNames []string // non-empty; each names a declared worker
-	Steps       []*Step  // non-empty; step names are unique within the builder
+	Steps       []*Step  // non-empty unless StepsFn is set; step names are unique within the builder
+	// StepsFn is set by builder(steps=fn): the steps are chosen at build
+	// start by calling fn(build). Steps is then nil.
+	StepsFn     *StepsFunc
 	Tags        []string // nil when none were given
 	Description string
 	Env         map[string]string // nil when none was given; steps' Env goes over it at run time
 	Properties  map[string]any    // JSON-like values as in Worker.Properties; nil when none were given
+	// DefaultProperties have the lowest precedence of all build properties
+	// (below the worker's); nil when none were given.
+	DefaultProperties map[string]any
 
 	// WorkerBuildDir is the builder's directory under the worker's base
 	// directory. It is relative and never contains "..". Default: the builder
 	// name with every character outside [A-Za-z0-9._-] replaced by "_".
 	WorkerBuildDir string
-	Pos            Pos // position of the builder(...) call
+
+	// WorkerFilter is set when workers= was a worker_filter(...): the
+	// loader resolved it to WorkerNames, the matching workers.
+	WorkerFilter *WorkerFilter
+	// Workdir is the default workdir of the builder's steps (default
+	// DefaultWorkdir). Steps whose workdir is DefaultWorkdir got this one.
+	Workdir string
+	Locks   []LockAccess // taken for every build of this builder; nil when none
+	// CollapseRequests says whether pending requests are merged: nil
+	// means the master's default. CollapseRequestsFn, if set, decides
+	// instead: collapse_requests(builder, req1, req2) -> bool.
+	CollapseRequests   *bool
+	CollapseRequestsFn *Func
+	NextWorker         *Func // next_worker(builder, workers, request), or nil
+	NextBuild          *Func // next_build(builder, requests), or nil
+	CanStart           *Func // can_start(builder, worker, request), or nil
+	Priority           int   // higher builders are served first; default 0
+
+	Pos Pos // position of the builder(...) call
 }
 
 // Step is one step of a builder.
@@ -188,6 +245,19 @@ type Step struct {
 	Workdir    string
 	LogEnviron bool // default true
 
+	// Renderable forms of Description, Workdir and Env values: when set,
+	// they replace the plain field at build time (see Step.Render).
+	DescriptionR Renderable
+	WorkdirR     Renderable
+	EnvR         map[string]Renderable // keys not in Env
+
+	// DoStepIf (nil: run) and HideStepIf (nil: show) are do_step_if and
+	// hide_step_if.
+	DoStepIf   *Cond
+	HideStepIf *Cond
+
+	Locks []LockAccess // taken while the step runs; nil when none
+
 	Action StepAction // *ShellAction, *UploadAction, *DownloadAction, *MkdirAction or *RmdirAction
 	Pos    Pos        // position of the step constructor call, e.g. shell(...)
 }
@@ -204,6 +274,12 @@ type StepAction interface {
 type ShellAction struct {
 	Argv   []string
 	Script string
+
+	// ArgvR, when non-nil, has one entry per Argv element: a non-nil entry
+	// replaces that element at build time. ScriptR, when non-nil, is the
+	// whole command; a function may render to a list (an argv).
+	ArgvR   []Renderable
+	ScriptR Renderable
 }
 
 // UploadAction copies a file from the worker to the master.
@@ -211,6 +287,8 @@ type UploadAction struct {
 	WorkerSrc  string // relative to the step's workdir unless absolute
 	MasterDest string // relative to the master's basedir unless absolute
 	Mode       int    // file mode to set on MasterDest; -1 keeps the default
+
+	WorkerSrcR, MasterDestR Renderable // build-time forms of the paths, if any
 }
 
 // DownloadAction copies a file from the master to the worker.
@@ -218,16 +296,20 @@ type DownloadAction struct {
 	MasterSrc  string // relative to the master's basedir unless absolute
 	WorkerDest string // relative to the step's workdir unless absolute
 	Mode       int    // file mode to set on WorkerDest; -1 keeps the default
+
+	MasterSrcR, WorkerDestR Renderable // build-time forms of the paths, if any
 }
 
 // MkdirAction creates a directory (and its parents) on the worker.
 type MkdirAction struct {
-	Dir string // relative to the builder's directory unless absolute
+	Dir  string     // relative to the builder's directory unless absolute
+	DirR Renderable // build-time form of Dir, if any
 }
 
 // RmdirAction removes a directory tree on the worker.
 type RmdirAction struct {
-	Dir string // relative to the builder's directory unless absolute
+	Dir  string     // relative to the builder's directory unless absolute
+	DirR Renderable // build-time form of Dir, if any
 }
 
 // Kind implements StepAction.
@@ -246,7 +328,8 @@ func (*MkdirAction) Kind() string { return "mkdir" }
 func (*RmdirAction) Kind() string { return "rmdir" }
 
 // Scheduler is anything that starts builds on builders.
-// For now only *ForceScheduler implements it.
+// It is implemented by *ForceScheduler, *SingleBranchScheduler,
+// *AnyBranchScheduler, *Periodic, *Nightly, *Triggerable and *Dependent.
 type Scheduler interface {
 	SchedulerName() string
 	BuilderNames() []string
@@ -255,9 +338,10 @@ type Scheduler interface {
 // ForceScheduler lets users start builds by hand from the web UI or API.
 type ForceScheduler struct {
 	Name     string
-	Builders []string // non-empty; each names a declared builder
-	Label    string   // shown in the UI; defaults to Name
-	Pos      Pos      // position of the force_scheduler(...) call
+	Builders []string     // non-empty; each names a declared builder
+	Label    string       // shown in the UI; defaults to Name
+	Params   []ForceParam // the form's parameters, in order; nil when none
+	Pos      Pos          // position of the force_scheduler(...) call
 }
 
 // SchedulerName implements Scheduler.

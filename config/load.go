@@ -110,6 +110,8 @@ type loader struct {
 	workers    []*Worker
 	builders   []*Builder
 	schedulers []Scheduler
+
+	secretProviders []SecretProvider
 }
 
 // module is one Starlark file, executed at most once per Load.
@@ -263,6 +265,8 @@ func (l *loader) config(abs string) *Config {
 		Builders:   l.builders,
 		Schedulers: l.schedulers,
 		Files:      l.files,
+
+		SecretProviders: l.secretProviders,
 	}
 	if l.master != nil {
 		cfg.Master = *l.master

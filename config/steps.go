@@ -50,16 +50,18 @@ var stepKinds = []*stepKind{
 		name:   "mkdir",
 		params: []param{{name: "dir", required: true, positional: true}},
 		action: func(c *call) (StepAction, []starlark.Value) {
-			a := &MkdirAction{Dir: c.nonEmptyStr("dir", "")}
-			return a, []starlark.Value{starlark.String(a.Dir)}
+			a := &MkdirAction{}
+			a.Dir, a.DirR = c.strR("dir", "", true)
+			return a, []starlark.Value{reprArg(a.Dir, a.DirR)}
 		},
 	},
 	{
 		name:   "rmdir",
 		params: []param{{name: "dir", required: true, positional: true}},
 		action: func(c *call) (StepAction, []starlark.Value) {
-			a := &RmdirAction{Dir: c.nonEmptyStr("dir", "")}
-			return a, []starlark.Value{starlark.String(a.Dir)}
+			a := &RmdirAction{}
+			a.Dir, a.DirR = c.strR("dir", "", true)
+			return a, []starlark.Value{reprArg(a.Dir, a.DirR)}
 		},
 	},
 }
@@ -78,6 +80,9 @@ var commonStepParams = []param{
 	{name: "env"},
 	{name: "workdir"},
 	{name: "log_environ"},
+	{name: "do_step_if"},
+	{name: "hide_step_if"},
+	{name: "locks"},
 }
 
 // stepBuiltins returns one builtin per step kind.
@@ -118,20 +123,24 @@ func newStep(c *call, k *stepKind) starlark.Value {
 // commonStepOptions returns a Step with the common step options of c
 // parsed and defaulted, for a step of the given kind.
 func commonStepOptions(c *call, kind string) *Step {
-	return &Step{
+	s := &Step{
 		Name:           c.nonEmptyStr("name", kind),
-		Description:    c.str("description", ""),
 		HaltOnFailure:  c.bool("halt_on_failure", false),
 		FlunkOnFailure: c.bool("flunk_on_failure", true),
 		WarnOnFailure:  c.bool("warn_on_failure", false),
 		AlwaysRun:      c.bool("always_run", false),
 		Timeout:        c.duration("timeout", DefaultStepTimeout),
 		MaxTime:        c.duration("max_time", 0),
-		Env:            c.strDict("env"),
-		Workdir:        c.nonEmptyStr("workdir", DefaultWorkdir),
 		LogEnviron:     c.bool("log_environ", true),
+		DoStepIf:       c.cond("do_step_if"),
+		HideStepIf:     c.cond("hide_step_if"),
+		Locks:          c.lockList("locks"),
 		Pos:            c.pos,
 	}
+	s.Description, s.DescriptionR = c.strR("description", "", false)
+	s.Workdir, s.WorkdirR = c.strR("workdir", DefaultWorkdir, true)
+	s.Env, s.EnvR = c.strDictR("env")
+	return s
 }
 
 // shellAction parses shell(command): a string is a script for /bin/sh -c,
@@ -149,13 +158,15 @@ func shellAction(c *call) (StepAction, []starlark.Value) {
 			c.argErrorf("command", "empty command")
 		}
 	case *starlark.List, starlark.Tuple:
-		a.Argv = c.strList("command")
+		a.Argv, a.ArgvR = c.strListR("command")
 		switch {
 		case cmd.(starlark.Sequence).Len() == 0:
 			c.argErrorf("command", "empty command")
-		case len(a.Argv) > 0 && a.Argv[0] == "":
+		case len(a.Argv) > 0 && a.Argv[0] == "" && (a.ArgvR == nil || a.ArgvR[0] == nil):
 			c.argErrorf("command[0]", "empty program name")
 		}
+	case *renderValue, starlark.Callable:
+		a.ScriptR, _ = asRenderable(v, c.pos)
 	default:
 		c.argErrorf("command", "want string or list of strings, got %s", v.Type())
 	}
@@ -163,21 +174,17 @@ func shellAction(c *call) (StepAction, []starlark.Value) {
 }
 
 func uploadAction(c *call) (StepAction, []starlark.Value) {
-	a := &UploadAction{
-		WorkerSrc:  c.nonEmptyStr("workersrc", ""),
-		MasterDest: c.nonEmptyStr("masterdest", ""),
-		Mode:       c.fileMode("mode"),
-	}
-	return a, []starlark.Value{starlark.String(a.WorkerSrc), starlark.String(a.MasterDest)}
+	a := &UploadAction{Mode: c.fileMode("mode")}
+	a.WorkerSrc, a.WorkerSrcR = c.strR("workersrc", "", true)
+	a.MasterDest, a.MasterDestR = c.strR("masterdest", "", true)
+	return a, []starlark.Value{reprArg(a.WorkerSrc, a.WorkerSrcR), reprArg(a.MasterDest, a.MasterDestR)}
 }
 
 func downloadAction(c *call) (StepAction, []starlark.Value) {
-	a := &DownloadAction{
-		MasterSrc:  c.nonEmptyStr("mastersrc", ""),
-		WorkerDest: c.nonEmptyStr("workerdest", ""),
-		Mode:       c.fileMode("mode"),
-	}
-	return a, []starlark.Value{starlark.String(a.MasterSrc), starlark.String(a.WorkerDest)}
+	a := &DownloadAction{Mode: c.fileMode("mode")}
+	a.MasterSrc, a.MasterSrcR = c.strR("mastersrc", "", true)
+	a.WorkerDest, a.WorkerDestR = c.strR("workerdest", "", true)
+	return a, []starlark.Value{reprArg(a.MasterSrc, a.MasterSrcR), reprArg(a.WorkerDest, a.WorkerDestR)}
 }
 
 // fileMode returns the file mode argument for name, or -1 if it is absent
@@ -201,7 +208,7 @@ func (c *call) steps(name string) []*Step {
 	}
 	seq, ok := asSequence(v)
 	if !ok {
-		c.argErrorf(name, "want list of steps, got %s", v.Type())
+		c.argErrorf(name, "want list of steps or a function of the build, got %s", v.Type())
 		return nil
 	}
 	if seq.Len() == 0 {

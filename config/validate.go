@@ -5,6 +5,9 @@ package config
 // configuration has executed, so that declaration order does not matter,
 // and reports every problem rather than the first.
 func (l *loader) validate(cfg *Config) {
+	l.collectDecls(cfg)
+	l.resolveWorkerFilters(cfg)
+
 	workers := make(map[string]*Worker, len(cfg.Workers))
 	workerNames := make([]string, 0, len(cfg.Workers))
 	for _, w := range cfg.Workers {
@@ -15,6 +18,7 @@ func (l *loader) validate(cfg *Config) {
 		workers[w.Name] = w
 		workerNames = append(workerNames, w.Name)
 	}
+	latent := l.validateLatent(cfg, workers, &workerNames)
 
 	builders := make(map[string]*Builder, len(cfg.Builders))
 	builderNames := make([]string, 0, len(cfg.Builders))
@@ -34,7 +38,7 @@ func (l *loader) validate(cfg *Config) {
 	dirs := make(map[workerDir]*Builder)
 	for _, b := range cfg.Builders {
 		for _, wn := range b.WorkerNames {
-			if workers[wn] == nil {
+			if workers[wn] == nil && latent[wn] == nil {
 				l.errs.addf(b.Pos, "builder %q: workers: unknown worker %q%s", b.Name, wn, didYouMean(wn, workerNames))
 				continue
 			}
@@ -63,6 +67,9 @@ func (l *loader) validate(cfg *Config) {
 			}
 		}
 	}
+	l.validateDependents(cfg)
+	l.validateLocks(cfg, func(n string) bool { return workers[n] != nil || latent[n] != nil }, workerNames)
+	l.validateUsers(cfg)
 }
 
 // declared is implemented by the schedulers (and later, other pluggable
