@@ -9,14 +9,16 @@ import (
 
 // logSink appends to one stored log.
 type logSink struct {
-	st  *store.Store
-	log store.Log
+	st     *store.Store
+	log    store.Log
+	redact *redactor // may be nil
 }
 
 func (l *logSink) append(ctx context.Context, lines []byte) error {
 	if len(lines) == 0 {
 		return nil
 	}
+	lines = l.redact.bytes(lines)
 	if _, _, err := l.st.AppendLog(ctx, l.log.ID, lines); err != nil {
 		return fmt.Errorf("append to log %q: %w", l.log.Name, err)
 	}
@@ -61,7 +63,7 @@ func (s *stepRun) log(ctx context.Context, name string) (*logSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create log %q: %w", name, err)
 	}
-	sink := &logSink{st: s.b.runner.Store, log: l}
+	sink := &logSink{st: s.b.runner.Store, log: l, redact: s.b.redact}
 	s.logs[name] = sink
 	return sink, nil
 }

@@ -26,7 +26,15 @@ type run struct {
 	build    store.Build
 	steps    []store.Step
 	props    map[string]store.Property
+	sources  []store.SourceStamp
 	builddir string // on the worker
+
+	// planned are the steps this build runs: the builder's, or those its
+	// steps function chose. env is what build-time functions see; redact
+	// hides the secrets they rendered.
+	planned []*config.Step
+	env     *config.BuildEnv
+	redact  *redactor
 
 	mu         sync.Mutex
 	stopReason string        // set once by stop
@@ -60,7 +68,14 @@ func (b *run) setup(ctx context.Context) (result.Result, error) {
 		return result.Exception, fmt.Errorf("record buildnumber: %w", err)
 	}
 	b.props["buildnumber"] = num
-	for i, sc := range b.bcfg.Steps {
+	b.env = b.newEnv()
+	if err := b.plan(ctx); err != nil {
+		if o := r.Observer; o != nil {
+			o.BuildStarted(build)
+		}
+		return result.Exception, err
+	}
+	for i, sc := range b.planned {
 		st, err := r.Store.AddStep(ctx, build.ID, i, sc.Name)
 		if err != nil {
 			return result.Exception, fmt.Errorf("record step %q: %w", sc.Name, err)
@@ -82,17 +97,21 @@ func (b *run) workerID(ctx context.Context) int64 {
 }
 
 // properties gathers the build's properties; later sources override
-// earlier ones: builder, worker, the buildset (force form, scheduler), then
-// the build's own.
+// earlier ones, with Buildbot's precedence: the builder's
+// default_properties, the worker's properties, the builder's properties,
+// the buildset's (force form, scheduler), then the build's own.
 func (b *run) properties(ctx context.Context) (map[string]store.Property, error) {
 	props := make(map[string]store.Property)
-	for k, v := range b.bcfg.Properties {
+	for k, v := range b.bcfg.DefaultProperties {
 		props[k] = store.Property{Value: v, Source: "Builder"}
 	}
 	if w := b.cfg.Worker(b.sess.Name); w != nil {
 		for k, v := range w.Properties {
 			props[k] = store.Property{Value: v, Source: "Worker"}
 		}
+	}
+	for k, v := range b.bcfg.Properties {
+		props[k] = store.Property{Value: v, Source: "Builder"}
 	}
 	bs, err := b.runner.Store.GetBuildset(ctx, b.req.BuildsetID)
 	if err != nil {
@@ -101,6 +120,7 @@ func (b *run) properties(ctx context.Context) (map[string]store.Property, error)
 	for k, v := range bs.Properties {
 		props[k] = v
 	}
+	b.sources = bs.SourceStamps
 	var ss store.SourceStamp
 	if len(bs.SourceStamps) > 0 {
 		ss = bs.SourceStamps[0]
@@ -131,7 +151,7 @@ func (b *run) execute(ctx context.Context) result.Result {
 	}
 	overall := result.Success
 	halted := false
-	for i, sc := range b.bcfg.Steps {
+	for i, sc := range b.planned {
 		stopReason, stopResult := b.stopped()
 		if (halted || stopReason != "") && !sc.AlwaysRun {
 			why := "skipped: an earlier step halted the build"
@@ -208,6 +228,7 @@ func (b *run) skipFrom(ctx context.Context, i int, why string) {
 func (b *run) finishStep(ctx context.Context, i int, res result.Result, state string) {
 	st := &b.steps[i]
 	now := b.runner.now()
+	state = b.redact.str(state)
 	if err := b.runner.Store.FinishStep(ctx, st.ID, res, state, now); err != nil {
 		b.log.Error("record step end", "step", st.Name, "err", err)
 		return

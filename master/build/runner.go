@@ -156,6 +156,7 @@ func (r *Runner) RunBuild(req store.BuildRequest, worker string) (requeue bool) 
 		sess:   sess,
 		log:    r.log().With("builder", req.BuilderName, "request", req.ID, "worker", worker),
 		done:   make(chan struct{}),
+		redact: &redactor{},
 	}
 	defer close(b.done)
 	res, err := b.setup(ctx)

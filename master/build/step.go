@@ -63,6 +63,9 @@ func (b *run) runStep(ctx context.Context, i int, sc *config.Step) result.Result
 	reason, _ := b.stopped()
 	sr := &stepRun{b: b, step: st, logs: map[string]*logSink{}, afterStop: reason != ""}
 	res, state := sr.run(ctx, sc)
+	if sc.HideStepIf != nil && sr.logs["stdio"] != nil {
+		res, state = sr.hide(ctx, sc, res, state)
+	}
 	sr.closeLogs(ctx)
 	b.finishStep(ctx, i, res, state)
 	return res
@@ -145,13 +148,17 @@ func (s *stepRun) run(ctx context.Context, sc *config.Step) (result.Result, stri
 	if err != nil {
 		return result.Exception, "cannot store log: " + err.Error()
 	}
+	sc, res, state := s.prepare(ctx, stdio, sc)
+	if sc == nil {
+		return res, state
+	}
 	cmd, err := s.command(sc)
 	if err != nil {
 		stdio.header(ctx, err.Error())
 		return result.Failure, err.Error()
 	}
 	s.transfer = cmd.transfer
-	res, state := s.remote(ctx, cmd)
+	res, state = s.remote(ctx, cmd)
 	if cmd.transfer != nil {
 		summary, terr := cmd.transfer.finish(res == result.Success)
 		if terr != nil {
