@@ -164,8 +164,18 @@ func (m *Master) runningBuilds() map[string][]int64 {
 	return out
 }
 
-// QueueReasons implements webui.Master.
-func (m *Master) QueueReasons() map[int64]string { return m.disp.Reasons() }
+// QueueReasons implements webui.Master. It asks the dispatcher for a
+// snapshot, which it answers after handling every event sent before, so a
+// request forced just before is accounted for.
+func (m *Master) QueueReasons() map[int64]string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	snap, err := m.disp.Snapshot(ctx)
+	if err != nil {
+		return m.disp.Reasons() // stopped or slow: the last pass's view
+	}
+	return snap.Reasons
+}
 
 // observer relays build progress to the log and to Options.Observer.
 type observer struct{ m *Master }

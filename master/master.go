@@ -158,12 +158,27 @@ func (m *Master) detached(s *registry.Session, reason error) {
 func dispatchConfig(cfg *config.Config) dispatch.Config {
 	var dc dispatch.Config
 	for _, b := range cfg.Builders {
-		dc.Builders = append(dc.Builders, dispatch.Builder{Name: b.Name, Workers: b.WorkerNames})
+		dc.Builders = append(dc.Builders, dispatch.Builder{
+			Name: b.Name, Workers: b.WorkerNames, Locks: lockAccesses(b.Locks), Priority: b.Priority,
+		})
 	}
 	for _, w := range cfg.Workers {
-		dc.Workers = append(dc.Workers, dispatch.Worker{Name: w.Name, MaxBuilds: w.MaxBuilds})
+		dc.Workers = append(dc.Workers, dispatch.Worker{Name: w.Name, MaxBuilds: w.MaxBuilds, Locks: lockAccesses(w.Locks)})
+	}
+	for _, l := range cfg.Locks {
+		dc.Locks = append(dc.Locks, dispatch.Lock{
+			Name: l.Name, PerWorker: l.Kind == config.WorkerLock, MaxCount: l.MaxCount, MaxCountForWorker: l.MaxCountForWorker,
+		})
 	}
 	return dc
+}
+
+func lockAccesses(as []config.LockAccess) []dispatch.LockAccess {
+	var out []dispatch.LockAccess
+	for _, a := range as {
+		out = append(out, dispatch.LockAccess{Lock: a.Lock.Name, Exclusive: a.Mode == config.Exclusive})
+	}
+	return out
 }
 
 // register records the configured builders and workers in the store.

@@ -51,7 +51,8 @@ type LockAccess struct {
 // Worker is what the dispatcher needs to know of a configured worker.
 type Worker struct {
 	Name      string
-	MaxBuilds int // 0: no limit
+	MaxBuilds int          // 0: no limit
+	Locks     []LockAccess // taken for every build on this worker
 }
 
 // Config is the part of the master's configuration the dispatcher uses.
@@ -97,6 +98,7 @@ type Dispatcher struct {
 	head     map[int64]bool // requests requeued at the head
 	builders map[string]Builder
 	limits   map[string]int
+	wlocks   map[string][]LockAccess // worker → locks every build there takes
 	locks    map[string]Lock
 	held     map[string]*lockState // by lock key: name, or name@worker
 	holds    map[int64][]heldLock  // request id → the locks it holds
@@ -303,8 +305,12 @@ func (d *Dispatcher) apply(ev event) {
 			d.builders[b.Name] = b
 		}
 		d.limits = make(map[string]int, len(ev.config.Workers))
+		d.wlocks = make(map[string][]LockAccess, len(ev.config.Workers))
 		for _, w := range ev.config.Workers {
 			d.limits[w.Name] = w.MaxBuilds
+			if len(w.Locks) > 0 {
+				d.wlocks[w.Name] = w.Locks
+			}
 		}
 		d.locks = make(map[string]Lock, len(ev.config.Locks))
 		for _, l := range ev.config.Locks {
@@ -497,7 +503,7 @@ func (l Lock) max(worker string) int {
 // blockingLock returns the name of a lock that keeps builder b from
 // starting on worker now, or "".
 func (d *Dispatcher) blockingLock(b Builder, worker string) string {
-	for _, a := range b.Locks {
+	for _, a := range d.accesses(b, worker) {
 		l, ok := d.locks[a.Lock]
 		if !ok {
 			continue // validated by config; a lock removed by reconfig no longer binds
@@ -513,8 +519,18 @@ func (d *Dispatcher) blockingLock(b Builder, worker string) string {
 	return ""
 }
 
+// accesses lists the locks a build of b on worker takes: the builder's,
+// then the worker's.
+func (d *Dispatcher) accesses(b Builder, worker string) []LockAccess {
+	w := d.wlocks[worker]
+	if len(w) == 0 {
+		return b.Locks
+	}
+	return append(append([]LockAccess(nil), b.Locks...), w...)
+}
+
 func (d *Dispatcher) acquire(req int64, b Builder, worker string) {
-	for _, a := range b.Locks {
+	for _, a := range d.accesses(b, worker) {
 		l, ok := d.locks[a.Lock]
 		if !ok {
 			continue

@@ -282,3 +282,22 @@ func TestBuilderPriority(t *testing.T) {
 		t.Fatalf("started %d first, want the high-priority builder's 2", s.req.ID)
 	}
 }
+
+func TestWorkerLevelLock(t *testing.T) {
+	d, f := setup(t, Config{
+		Builders: []Builder{{Name: "a", Workers: []string{"w"}}, {Name: "b", Workers: []string{"w"}}},
+		Workers:  []Worker{{Name: "w", Locks: []LockAccess{{Lock: "one-at-a-time", Exclusive: true}}}},
+		Locks:    []Lock{{Name: "one-at-a-time", PerWorker: true, MaxCount: 1}},
+	})
+	d.Attached("w")
+	d.Add(req(1, "a", 0, time.Second), req(2, "b", 0, 0))
+	first := next(t, f)
+	noStart(t, d, f)
+	if r := settle(t, d).Reasons[2]; r != "waiting for lock one-at-a-time" {
+		t.Fatalf("reason = %q", r)
+	}
+	first.finish <- false
+	if s := next(t, f); s.req.ID != 2 {
+		t.Fatalf("started %d, want 2", s.req.ID)
+	}
+}
