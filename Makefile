@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/starforge/starforge/master/cli.Version=$(VERSION) -X github.com/starforge/starforge/worker.Version=$(VERSION)
 TESTFLAGS ?= -race -timeout 15m
 
-.PHONY: all build test demo bench lint fmt vet staticcheck clean
+.PHONY: all build test demo bench fuzz lint fmt vet staticcheck clean
 
 all: build
 
@@ -27,6 +27,19 @@ demo: build
 # Prints the figures DESIGN.md sets targets for.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./master/bench/ ./master/store/ ./config/ ./webui/
+
+# Runs every fuzz target for FUZZTIME each (CI runs a short pass).
+FUZZTIME ?= 1m
+FUZZ_TARGETS := \
+	./worker/proto:FuzzDecode \
+	./worker/command:FuzzDefaultScanner \
+	./webui:FuzzAPIQuery
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 lint: vet staticcheck
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && false)
