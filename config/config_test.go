@@ -532,3 +532,46 @@ func mode(m int) string {
 	}
 	return fmt.Sprintf("%#o", m)
 }
+
+// BenchmarkLoad1000Builders200Workers is issue 3's figure: a generated
+// master.star with 1,000 builders and 200 workers, using interpolation,
+// locks and schedulers. Target: load and validate in ≤ 200 ms.
+func BenchmarkLoad1000Builders200Workers(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("master(title = \"big\")\ncpu = worker_lock(\"cpu\", max_count = 2)\ndb = master_lock(\"db\", max_count = 4)\n")
+	for i := range 200 {
+		fmt.Fprintf(&sb, "worker(\"w%03d\", \"pw%d\", max_builds = 2, properties = {\"os\": %q})\n", i, i, []string{"linux", "bsd"}[i%2])
+	}
+	for i := range 1000 {
+		fmt.Fprintf(&sb, `builder("b%04d", workers = ["w%03d", "w%03d", "w%03d"], locks = [cpu.access("counting")], steps = [
+    shell(["git", "pull"], name = "checkout", timeout = "5m"),
+    shell(interpolate("make -j%%(prop:jobs:-4)s %%(kw:target)s", target = "t%d"), halt_on_failure = True, locks = [db]),
+    upload("out/result.tar.gz", interpolate("results/%%(prop:buildnumber)s/b%04d.tar.gz")),
+], tags = ["t%d"], priority = %d)
+`, i, i%200, (i+1)%200, (i+2)%200, i, i, i%7, i%3)
+		if i%10 == 9 {
+			fmt.Fprintf(&sb, "single_branch_scheduler(\"s%04d\", [%s], branch = \"main\", tree_stable_timer = \"30s\")\n", i,
+				strings.Join(func() []string {
+					var n []string
+					for j := i - 9; j <= i; j++ {
+						n = append(n, fmt.Sprintf("\"b%04d\"", j))
+					}
+					return n
+				}(), ", "))
+		}
+	}
+	sb.WriteString("force_scheduler(\"force\", builders = [\"b0000\", \"b0001\"])\n")
+	file := filepath.Join(b.TempDir(), "master.star")
+	if err := os.WriteFile(file, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := Load(file); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(file); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
