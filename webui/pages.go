@@ -19,7 +19,7 @@ type pageSet struct {
 
 // pageNames are the files under templates/ that are pages (layout.html
 // holds what they share).
-var pageNames = []string{"home", "builder", "build", "workers", "error"}
+var pageNames = []string{"home", "builder", "build", "workers", "queue", "error"}
 
 func mustParsePages(a *assets) *pageSet {
 	funcs := template.FuncMap{
@@ -57,7 +57,7 @@ func mustParsePages(a *assets) *pageSet {
 type layout struct {
 	Site    string // the master's title
 	Title   string // this page's title
-	Nav     string // the navigation entry to mark current: "home", "workers" or ""
+	Nav     string // the navigation entry to mark current: "home", "workers", "queue" or ""
 	Refresh int    // if > 0, the script refreshes [data-live] parts every Refresh seconds
 }
 

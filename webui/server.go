@@ -69,6 +69,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /builders/{builder}", s.page(s.builderPage))
 	mux.Handle("GET /builders/{builder}/builds/{number}", s.page(s.buildPage))
 	mux.Handle("GET /workers", s.page(s.workersPage))
+	mux.Handle("GET /queue", s.page(s.queuePage))
+	mux.Handle("GET /badges/{file}", s.page(s.badge))
 	mux.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no page at %s", r.URL.Path)
 	}))
