@@ -90,8 +90,12 @@ func New(opts Options) *Registry {
 		log:      opts.Logger,
 		sessions: make(map[string]*Session),
 		upgrader: websocket.Upgrader{
-			ReadBufferSize:  64 << 10,
-			WriteBufferSize: 64 << 10,
+			// Small per-connection buffers: large frames bypass the read
+			// buffer, and pooled write buffers leave idle connections
+			// (thousands of them) holding none.
+			ReadBufferSize:  4 << 10,
+			WriteBufferSize: 16 << 10,
+			WriteBufferPool: &sync.Pool{},
 			// Workers are not browsers; there is no origin to check.
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
@@ -144,7 +148,12 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.active.Add(1) // under the lock, so never after Close began waiting
 	r.mu.Unlock()
-	defer r.active.Done()
+	handed := false // whether the connection's goroutine owns the Done
+	defer func() {
+		if !handed {
+			r.active.Done()
+		}
+	}()
 
 	name, password, status := basicAuth(req)
 	if status != 0 {
@@ -171,26 +180,37 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	s := newSession(name, req.RemoteAddr, r.log.With("worker", name))
 	s.conn = proto.NewConn(ws, s, r.opts.Conn)
-	served := make(chan error, 1)
-	go func() { served <- s.conn.Serve() }()
+	// The WebSocket was hijacked, so this handler may return while the
+	// connection lives on: its read loop's goroutine detaches it at the
+	// end, and an idle worker costs one goroutine, not two. It learns
+	// whether the worker was attached only after the Attached hook ran,
+	// so a Detached can never overtake it.
+	attached := make(chan bool, 1)
+	handed = true
+	go func() {
+		defer r.active.Done()
+		reason := s.conn.Serve()
+		if <-attached {
+			r.detach(s, reason)
+		}
+	}()
 
 	if err := r.handshake(s); err != nil {
 		r.log.Warn("worker handshake failed", "worker", name, "err", err)
 		s.conn.Close(fmt.Errorf("handshake: %w", err))
-		<-served
+		attached <- false
 		return
 	}
 	if !r.attach(s) {
 		s.conn.Close(errors.New("duplicate connection or master shutting down"))
-		<-served
+		attached <- false
 		return
 	}
 	r.log.Info("worker attached", "worker", name, "remote", req.RemoteAddr, "version", s.InfoString("version"))
 	if h := r.opts.Hooks.Attached; h != nil {
 		h(s)
 	}
-	reason := <-served
-	r.detach(s, reason)
+	attached <- true
 }
 
 func (r *Registry) handshake(s *Session) error {

@@ -150,18 +150,18 @@ func (c *Conn) Close(reason error) {
 // Requests go to the Handler; responses complete pending Calls.
 func (c *Conn) Serve() error {
 	c.ws.SetReadLimit(c.opts.MaxFrameSize)
-	stopPing := make(chan struct{})
-	defer close(stopPing)
 	deadline := c.opts.PingInterval + c.opts.PongTimeout
 	if c.opts.PingInterval > 0 {
 		c.ws.SetPongHandler(func(string) error {
 			return c.ws.SetReadDeadline(time.Now().Add(deadline))
 		})
-		go c.pingLoop(stopPing)
+		stop := c.startPinging()
+		defer stop()
 	}
-	// One buffer serves every frame: Decode copies out every string and
-	// bin, and a fresh buffer per frame (what ReadMessage does) costs a
-	// large zeroed allocation for each of a log's megabyte updates.
+	// One buffer per connection, reused while large frames keep coming (a
+	// fresh one per frame costs a zeroed megabyte for each log update);
+	// dropped when a small frame follows a large one, so a worker gone idle
+	// after a build does not keep its largest frame.
 	var buf bytes.Buffer
 	for {
 		if c.opts.PingInterval > 0 {
@@ -180,8 +180,8 @@ func (c *Conn) Serve() error {
 			return c.Err()
 		}
 		data := buf.Bytes()
-		if buf.Cap() > 4<<20 && len(data) < 64<<10 {
-			// Do not keep a huge buffer for a connection that rarely needs it.
+		if buf.Cap() > 64<<10 && len(data) < 16<<10 {
+			// Decode copies what it keeps, so data stays valid below.
 			buf = bytes.Buffer{}
 		}
 		if typ != websocket.BinaryMessage {
@@ -211,21 +211,38 @@ func readError(err error) error {
 	return fmt.Errorf("read: %w", err)
 }
 
-func (c *Conn) pingLoop(stop <-chan struct{}) {
-	t := time.NewTicker(c.opts.PingInterval)
-	defer t.Stop()
-	for {
+// startPinging sends a ping every PingInterval until stop is called or
+// the connection closes. A timer that re-arms itself holds no goroutine
+// between pings, which matters with thousands of idle workers.
+func (c *Conn) startPinging() (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	var ping func()
+	ping = func() {
 		select {
-		case <-stop:
-			return
 		case <-c.done:
 			return
-		case <-t.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.opts.WriteTimeout)); err != nil {
-				c.Close(fmt.Errorf("ping: %w", err))
-				return
-			}
+		default:
 		}
+		if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.opts.WriteTimeout)); err != nil {
+			c.Close(fmt.Errorf("ping: %w", err))
+			return
+		}
+		mu.Lock()
+		if !stopped {
+			t.Reset(c.opts.PingInterval)
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	t = time.AfterFunc(c.opts.PingInterval, ping)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
 	}
 }
 
