@@ -378,6 +378,26 @@ func (t *wtx) headRank(prio int64, at time.Time) (int64, error) {
 // ErrAlreadyFinished for a complete one. bsComplete is as for
 // CompleteRequest.
 func (s *Store) CancelRequest(ctx context.Context, id int64, reason string, at time.Time) (bsComplete bool, err error) {
+	bsComplete, err = s.endPending(ctx, id, result.Cancelled, reason, at)
+	if err != nil {
+		return false, fmt.Errorf("store: cancel request %d: %w", id, err)
+	}
+	return bsComplete, nil
+}
+
+// CollapseRequest completes a pending (unclaimed) request as SKIPPED
+// because a build of another request covers it (collapse_requests), and
+// records why. It fails as CancelRequest does.
+func (s *Store) CollapseRequest(ctx context.Context, id int64, reason string, at time.Time) (bsComplete bool, err error) {
+	bsComplete, err = s.endPending(ctx, id, result.Skipped, reason, at)
+	if err != nil {
+		return false, fmt.Errorf("store: collapse request %d: %w", id, err)
+	}
+	return bsComplete, nil
+}
+
+// endPending completes a pending request with res and reason.
+func (s *Store) endPending(ctx context.Context, id int64, res result.Result, reason string, at time.Time) (bsComplete bool, err error) {
 	at = orNow(at)
 	err = s.write(ctx, 0, func(tx *wtx) error {
 		var complete bool
@@ -396,13 +416,10 @@ func (s *Store) CancelRequest(ctx context.Context, id int64, reason string, at t
 		if _, err := tx.exec(`UPDATE buildrequests SET cancel_reason = ? WHERE id = ?`, reason, id); err != nil {
 			return err
 		}
-		bsComplete, err = completeRequestTx(tx, id, result.Cancelled, at)
+		bsComplete, err = completeRequestTx(tx, id, res, at)
 		return err
 	})
-	if err != nil {
-		return false, fmt.Errorf("store: cancel request %d: %w", id, err)
-	}
-	return bsComplete, nil
+	return bsComplete, err
 }
 
 // CompleteRequest records request id's result. When it is the last
