@@ -230,6 +230,11 @@ type Step struct {
 	FlunkOnFailure bool // default true, as in Buildbot
 	WarnOnFailure  bool
 	AlwaysRun      bool
+	// FlunkOnWarnings: a step that ends WARNINGS fails the build.
+	// WarnOnWarnings (default true): it gives the build WARNINGS; when
+	// false the build is not affected.
+	FlunkOnWarnings bool
+	WarnOnWarnings  bool
 
 	// Timeout is how long the step may run without output before it is
 	// killed. Default DefaultStepTimeout; 0 means none (timeout=None).
@@ -258,7 +263,7 @@ type Step struct {
 
 	Locks []LockAccess // taken while the step runs; nil when none
 
-	Action StepAction // *ShellAction, *UploadAction, *DownloadAction, *MkdirAction or *RmdirAction
+	Action StepAction // *ShellAction, *UploadAction, *DownloadAction, *MkdirAction, *RmdirAction or one of steps_more.go
 	Pos    Pos        // position of the step constructor call, e.g. shell(...)
 }
 

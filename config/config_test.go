@@ -458,7 +458,8 @@ func action(a StepAction) string {
 	case *RmdirAction:
 		return fmt.Sprintf("rmdir %q", a.Dir)
 	}
-	return fmt.Sprintf("unknown %T", a)
+	// Kinds with their own tests (steps_more_test.go) show by name.
+	return a.Kind()
 }
 
 // jsonish formats a map or JSON-like value deterministically, with its Go

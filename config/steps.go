@@ -22,7 +22,7 @@ type stepKind struct {
 }
 
 // stepKinds is the registry of step constructors. It is never modified.
-var stepKinds = []*stepKind{
+var stepKinds = append([]*stepKind{
 	{
 		name:   "shell",
 		params: []param{{name: "command", required: true, positional: true}},
@@ -64,7 +64,7 @@ var stepKinds = []*stepKind{
 			return a, []starlark.Value{reprArg(a.Dir, a.DirR)}
 		},
 	},
-}
+}, moreStepKinds...) // steps_more.go
 
 // commonStepParams are the options every step constructor accepts, always
 // by keyword. They are parsed by commonStepOptions.
@@ -74,6 +74,8 @@ var commonStepParams = []param{
 	{name: "halt_on_failure"},
 	{name: "flunk_on_failure"},
 	{name: "warn_on_failure"},
+	{name: "flunk_on_warnings"},
+	{name: "warn_on_warnings"},
 	{name: "always_run"},
 	{name: "timeout"},
 	{name: "max_time"},
@@ -124,18 +126,20 @@ func newStep(c *call, k *stepKind) starlark.Value {
 // parsed and defaulted, for a step of the given kind.
 func commonStepOptions(c *call, kind string) *Step {
 	s := &Step{
-		Name:           c.nonEmptyStr("name", kind),
-		HaltOnFailure:  c.bool("halt_on_failure", false),
-		FlunkOnFailure: c.bool("flunk_on_failure", true),
-		WarnOnFailure:  c.bool("warn_on_failure", false),
-		AlwaysRun:      c.bool("always_run", false),
-		Timeout:        c.duration("timeout", DefaultStepTimeout),
-		MaxTime:        c.duration("max_time", 0),
-		LogEnviron:     c.bool("log_environ", true),
-		DoStepIf:       c.cond("do_step_if"),
-		HideStepIf:     c.cond("hide_step_if"),
-		Locks:          c.lockList("locks"),
-		Pos:            c.pos,
+		Name:            c.nonEmptyStr("name", kind),
+		HaltOnFailure:   c.bool("halt_on_failure", false),
+		FlunkOnFailure:  c.bool("flunk_on_failure", true),
+		WarnOnFailure:   c.bool("warn_on_failure", false),
+		FlunkOnWarnings: c.bool("flunk_on_warnings", false),
+		WarnOnWarnings:  c.bool("warn_on_warnings", true),
+		AlwaysRun:       c.bool("always_run", false),
+		Timeout:         c.duration("timeout", DefaultStepTimeout),
+		MaxTime:         c.duration("max_time", 0),
+		LogEnviron:      c.bool("log_environ", true),
+		DoStepIf:        c.cond("do_step_if"),
+		HideStepIf:      c.cond("hide_step_if"),
+		Locks:           c.lockList("locks"),
+		Pos:             c.pos,
 	}
 	s.Description, s.DescriptionR = c.strR("description", "", false)
 	s.Workdir, s.WorkdirR = c.strR("workdir", DefaultWorkdir, true)
