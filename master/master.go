@@ -48,6 +48,7 @@ type Master struct {
 	disp  *dispatch.Dispatcher
 	run   *build.Runner
 	web   *webui.Server
+	props *buildsetProps // buildset properties for builder functions
 
 	unlock func() // releases the basedir lock
 
@@ -105,6 +106,9 @@ func New(opts Options) (*Master, error) {
 	m.run = build.New(st, nil, m.Config, abs, m.log)
 	m.run.Observer = observer{m}
 	m.disp = dispatch.New(m.run, m.log)
+	m.run.Locks = stepLocker{m.disp}
+	m.run.Queue = m.disp
+	m.props = &buildsetProps{st: st, log: m.log}
 	m.reg = registry.New(registry.Options{
 		Credentials: m.credentials,
 		Hooks:       registry.Hooks{Attached: m.attached, Detached: m.detached},
@@ -154,13 +158,16 @@ func (m *Master) detached(s *registry.Session, reason error) {
 	m.disp.Detached(s.Name)
 }
 
-// dispatchConfig extracts what the dispatcher needs from cfg.
-func dispatchConfig(cfg *config.Config) dispatch.Config {
+// dispatchConfig extracts what the dispatcher needs from cfg. props gives
+// builder functions the properties of requests' buildsets; it may be nil.
+func dispatchConfig(cfg *config.Config, props *buildsetProps) dispatch.Config {
 	var dc dispatch.Config
 	for _, b := range cfg.Builders {
-		dc.Builders = append(dc.Builders, dispatch.Builder{
+		db := dispatch.Builder{
 			Name: b.Name, Workers: b.WorkerNames, Locks: lockAccesses(b.Locks), Priority: b.Priority,
-		})
+		}
+		builderFuncs(&db, cfg, b, props)
+		dc.Builders = append(dc.Builders, db)
 	}
 	for _, w := range cfg.Workers {
 		dc.Workers = append(dc.Workers, dispatch.Worker{Name: w.Name, MaxBuilds: w.MaxBuilds, Locks: lockAccesses(w.Locks)})
@@ -224,7 +231,7 @@ func (m *Master) Reconfig(ctx context.Context) (ReconfigResult, error) {
 		return ReconfigResult{}, err
 	}
 	old := m.cfg.Swap(cfg)
-	m.disp.SetConfig(dispatchConfig(cfg))
+	m.disp.SetConfig(dispatchConfig(cfg, m.props))
 	m.mu.Lock()
 	m.status.LoadedAt, m.status.Summary = now, cfg.Summary()
 	m.mu.Unlock()
@@ -384,7 +391,7 @@ func (m *Master) Run(ctx context.Context) error {
 	dctx, stopDispatch := context.WithCancel(context.Background())
 	dispatched := make(chan struct{})
 	go func() { m.disp.Run(dctx); close(dispatched) }()
-	m.disp.SetConfig(dispatchConfig(cfg))
+	m.disp.SetConfig(dispatchConfig(cfg, m.props))
 	m.disp.Add(pending...)
 
 	workerSrv := &http.Server{Handler: m.reg, ReadHeaderTimeout: 10 * time.Second}

@@ -165,7 +165,13 @@ func (b *run) execute(ctx context.Context) result.Result {
 			b.finishStep(ctx, i, result.Skipped, "skipped: "+stopReason)
 			continue
 		}
-		res := b.runStep(ctx, i, sc)
+		release, res, ok := b.stepLocks(ctx, i, sc)
+		if ok {
+			res = b.runStep(ctx, i, sc)
+			release()
+		} else if res == result.Skipped {
+			continue // stopped while waiting for its locks
+		}
 		var terminate bool
 		overall, terminate = combine(overall, res, sc)
 		if terminate {
@@ -198,7 +204,14 @@ func combine(overall, step result.Result, sc *config.Step) (result.Result, bool)
 		}
 		return result.Worst(overall, possible), sc.HaltOnFailure
 	case result.Warnings:
-		return result.Worst(overall, result.Warnings), false
+		possible := result.Success
+		if sc.WarnOnWarnings {
+			possible = result.Warnings
+		}
+		if sc.FlunkOnWarnings {
+			possible = result.Failure
+		}
+		return result.Worst(overall, possible), false
 	case result.Exception, result.Retry, result.Cancelled:
 		return result.Worst(overall, step), true
 	}

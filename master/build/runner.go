@@ -48,6 +48,10 @@ type Runner struct {
 	Logger   *slog.Logger
 	Observer Observer         // may be nil
 	Now      func() time.Time // the clock; nil means time.Now
+	// Locks grants step locks; nil means steps' locks are not taken.
+	Locks StepLocker
+	// Queue is told of requests collapsed into a build; may be nil.
+	Queue Queue
 
 	mu       sync.Mutex
 	running  map[int64]*run // by build id
@@ -170,6 +174,7 @@ func (r *Runner) RunBuild(req store.BuildRequest, worker string) (requeue bool) 
 			// build; it must not run to its end.
 			b.stop(stopping, result.Retry)
 		}
+		b.collapse(ctx)
 		res = b.execute(ctx)
 		r.mu.Lock()
 		delete(r.running, b.build.ID)

@@ -84,6 +84,9 @@ type stepRun struct {
 
 	afterStop bool // the build was already stopped when this step began
 
+	// hook, when set, also sees the command's updates (actions.go).
+	hook updateHook
+
 	// Updates are stored by one writer goroutine per step, fed through a
 	// bounded queue: the worker gets its answer as soon as an update is
 	// queued, so it reads and sends the next output while this one is
@@ -99,7 +102,10 @@ type stepRun struct {
 const updateQueueLen = 8
 
 func (s *stepRun) startWriter(ctx context.Context) {
+	s.qmu.Lock()
 	s.queue = make(chan []proto.Update, updateQueueLen)
+	s.qclosed = false // a step may run several commands (actions.go)
+	s.qmu.Unlock()
 	s.drained = make(chan struct{})
 	go func() {
 		defer close(s.drained)
@@ -151,6 +157,9 @@ func (s *stepRun) run(ctx context.Context, sc *config.Step) (result.Result, stri
 	sc, res, state := s.prepare(ctx, stdio, sc)
 	if sc == nil {
 		return res, state
+	}
+	if act := s.action(sc); act != nil {
+		return act(ctx, stdio, sc) // the kinds of actions.go
 	}
 	cmd, err := s.command(sc)
 	if err != nil {
@@ -387,6 +396,9 @@ func (s *stepRun) update(ctx context.Context, ups []proto.Update) error {
 	named := map[string]*bytes.Buffer{}
 	var order []string
 	for _, u := range ups {
+		if s.hook != nil {
+			s.hook.update(u)
+		}
 		switch v := u.Value.(type) {
 		case proto.LogChunk:
 			prefixLines(&stdio, streamChar(u.Key), v.Text)

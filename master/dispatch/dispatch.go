@@ -5,6 +5,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -30,6 +31,25 @@ type Builder struct {
 	Workers  []string     // names of the workers allowed to run it
 	Locks    []LockAccess // taken for the whole build, released at its end
 	Priority int          // among requests of equal priority, higher builders first
+
+	// The builder's functions (can_start, next_worker, next_build), or
+	// nil. They are called on the dispatcher's goroutine and must not
+	// block for long. An error means the default behaviour (the worker is
+	// eligible; the least busy worker; the oldest request) and is shown as
+	// the request's waiting reason while it waits.
+	CanStart func(w Candidate, req store.BuildRequest) (bool, error)
+	// NextWorker returns one of ws, or "" for no worker now.
+	NextWorker func(ws []Candidate, req store.BuildRequest) (string, error)
+	// NextBuild returns the id of the request among reqs to start first,
+	// or 0 for none now.
+	NextBuild func(reqs []store.BuildRequest) (int64, error)
+}
+
+// Candidate is a worker offered to a builder's functions: attached, under
+// its limits, with the builder's locks free there.
+type Candidate struct {
+	Name    string
+	Running int // builds running on it now
 }
 
 // Lock is a configured lock. A master lock is one lock for the whole
@@ -70,6 +90,22 @@ type event struct {
 	done     *doneEvent
 	config   *Config
 	snapshot chan<- Snapshot
+	stepLock *stepLockReq // a new wait for step locks
+	stepDone *stepLockReq // a release, or a withdrawn wait
+}
+
+// stepLockReq is a step's wait for its locks.
+type stepLockReq struct {
+	req     int64
+	worker  string
+	locks   []LockAccess
+	blocked chan string   // the lock it waits for, sent once (buffered)
+	granted chan struct{} // closed when the locks are held
+
+	// Owned by the Run goroutine.
+	held      []heldLock
+	isGranted bool
+	told      bool
 }
 
 type doneEvent struct {
@@ -105,6 +141,10 @@ type Dispatcher struct {
 	workers  map[string]*workerState
 	inflight sync.WaitGroup
 	waiting  []chan<- Snapshot // snapshot requests of the current batch
+	steps    []*stepLockReq    // step lock waits, oldest first
+	funcErrs map[int64]string  // request id → why a builder function failed for it
+	// stepWanted are the lock instances waiting steps wait for.
+	stepWanted map[string]bool
 
 	mu      sync.Mutex
 	reasons map[int64]string
@@ -130,6 +170,7 @@ func New(s Starter, log *slog.Logger) *Dispatcher {
 		workers:  make(map[string]*workerState),
 		reasons:  make(map[int64]string),
 		running:  make(map[string][]int64),
+		funcErrs: make(map[int64]string),
 	}
 }
 
@@ -164,6 +205,47 @@ func (d *Dispatcher) send(ev event) {
 	select {
 	case d.events <- ev:
 	case <-d.quit:
+	}
+}
+
+// ErrStopped is returned by AcquireStepLocks once the dispatcher has stopped.
+var ErrStopped = errors.New("dispatcher stopped")
+
+// AcquireStepLocks waits until the step locks are granted to a step of the
+// build for request requestID running on worker, and returns the function
+// that releases them (call it once). Waiting step locks are granted before
+// new builds start, oldest wait first. waiting, if not nil, is called (on
+// the caller's goroutine) with the name of a lock the step waits for, once,
+// when the locks are not free at once. If ctx ends first the wait is
+// withdrawn and ctx's error returned.
+func (d *Dispatcher) AcquireStepLocks(ctx context.Context, requestID int64, worker string, locks []LockAccess, waiting func(lock string)) (release func(), err error) {
+	if len(locks) == 0 {
+		return func() {}, nil
+	}
+	sl := &stepLockReq{req: requestID, worker: worker, locks: locks, blocked: make(chan string, 1), granted: make(chan struct{})}
+	select {
+	case d.events <- event{stepLock: sl}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-d.quit:
+		return nil, ErrStopped
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { d.send(event{stepDone: sl}) }) }
+	for {
+		select {
+		case <-sl.granted:
+			return release, nil
+		case l := <-sl.blocked:
+			if waiting != nil {
+				waiting(l)
+			}
+		case <-ctx.Done():
+			release() // withdraws the wait, or releases what was granted meanwhile
+			return nil, ctx.Err()
+		case <-d.quit:
+			return nil, ErrStopped
+		}
 	}
 }
 
@@ -216,13 +298,14 @@ func (d *Dispatcher) Running() map[string][]int64 {
 }
 
 // Run processes events until ctx ends, then waits for the builds it started
-// to return.
+// to return. While it waits it starts no build but still serves the step
+// locks of the running ones.
 func (d *Dispatcher) Run(ctx context.Context) {
-	defer d.inflight.Wait()
 	defer d.once.Do(func() { close(d.quit) })
 	for {
 		select {
 		case <-ctx.Done():
+			d.drain()
 			return
 		case ev := <-d.events:
 			d.apply(ev)
@@ -244,8 +327,43 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
+// drain serves events other than starting builds until every build
+// started has returned.
+func (d *Dispatcher) drain() {
+	idle := make(chan struct{})
+	go func() { d.inflight.Wait(); close(idle) }()
+	for {
+		select {
+		case <-idle:
+			return
+		case ev := <-d.events:
+			d.apply(ev)
+			d.grantSteps()
+			for _, ch := range d.waiting {
+				ch <- Snapshot{Pending: append([]store.BuildRequest(nil), d.pending...), Reasons: d.Reasons()}
+			}
+			d.waiting = d.waiting[:0]
+		}
+	}
+}
+
 func (d *Dispatcher) apply(ev event) {
 	switch {
+	case ev.stepLock != nil:
+		d.steps = append(d.steps, ev.stepLock)
+	case ev.stepDone != nil:
+		sl := ev.stepDone
+		if sl.isGranted {
+			d.releaseHeld(sl.held)
+			sl.held = nil
+			break
+		}
+		for i, w := range d.steps {
+			if w == sl {
+				d.steps = append(d.steps[:i], d.steps[i+1:]...)
+				break
+			}
+		}
 	case ev.add != nil:
 		for _, r := range ev.add {
 			d.insert(r)
@@ -255,6 +373,7 @@ func (d *Dispatcher) apply(ev event) {
 		for _, id := range ev.remove {
 			drop[id] = true
 			delete(d.head, id)
+			delete(d.funcErrs, id)
 		}
 		kept := d.pending[:0]
 		for _, r := range d.pending {
@@ -363,49 +482,132 @@ func (d *Dispatcher) insert(r store.BuildRequest) {
 	d.pending[i] = r
 }
 
-// assign walks the queue in order and starts every request that has an
-// eligible idle worker. A builder found without capacity is skipped for
-// the rest of the pass, so a long queue for a busy builder costs little.
+// assign grants the step locks that are free, then walks the queue in
+// order and starts every request that has an eligible idle worker. A
+// builder found without capacity is skipped for the rest of the pass, so a
+// long queue for a busy builder costs little.
 func (d *Dispatcher) assign(ctx context.Context) {
+	d.grantSteps()
 	full := make(map[string]bool)
-	kept := d.pending[:0]
+	taken := make(map[int64]bool) // started in this pass
 	reasons := make(map[int64]string)
-	for _, r := range d.pending {
+	for i := 0; i < len(d.pending); i++ {
+		r := d.pending[i]
+		if taken[r.ID] {
+			continue
+		}
 		if ctx.Err() != nil || full[r.BuilderName] {
-			kept = append(kept, r)
-			reasons[r.ID] = d.reason(r.BuilderName)
+			reasons[r.ID] = d.reason(r)
 			continue
 		}
-		w := d.pick(r.BuilderName)
+		delete(d.funcErrs, r.ID)
+		b := d.builders[r.BuilderName]
+		if b.NextBuild != nil && d.pickAny(b) {
+			chosen, ok := d.nextBuild(b, d.pending[i:], taken)
+			if !ok {
+				full[r.BuilderName] = true
+				reasons[r.ID] = d.reason(r)
+				continue
+			}
+			r = chosen
+		}
+		w := d.pick(r)
 		if w == "" {
-			full[r.BuilderName] = true
-			kept = append(kept, r)
-			reasons[r.ID] = d.reason(r.BuilderName)
+			if b.CanStart == nil && b.NextWorker == nil {
+				full[r.BuilderName] = true
+			}
+			if r.ID != d.pending[i].ID {
+				// next_build's choice cannot start: neither can the rest.
+				full[r.BuilderName] = true
+				reasons[r.ID] = d.reason(r)
+				i-- // give pending[i] its reason too
+				continue
+			}
+			reasons[r.ID] = d.reason(r)
 			continue
 		}
+		delete(reasons, r.ID)
+		delete(d.funcErrs, r.ID)
+		taken[r.ID] = true
 		d.start(r, w)
+		if r.ID != d.pending[i].ID {
+			i-- // pending[i] was passed over for r: look at it again
+		}
+	}
+	kept := d.pending[:0]
+	for _, r := range d.pending {
+		if !taken[r.ID] {
+			kept = append(kept, r)
+		}
 	}
 	// Clear the tail so dropped entries do not pin memory.
 	for i := len(kept); i < len(d.pending); i++ {
 		d.pending[i] = store.BuildRequest{}
 	}
 	d.pending = kept
+	for id := range d.funcErrs {
+		if _, ok := reasons[id]; !ok {
+			delete(d.funcErrs, id)
+		}
+	}
 	d.mu.Lock()
 	d.reasons = reasons
 	d.mu.Unlock()
 }
 
-// pick returns the least busy eligible worker for builder whose locks are
-// free, or "".
-func (d *Dispatcher) pick(builder string) string {
-	b, ok := d.builders[builder]
-	if !ok {
-		return ""
+// nextBuild asks b's next_build which of its pending requests in rest (not
+// yet taken) starts first. ok is false when it chose none.
+func (d *Dispatcher) nextBuild(b Builder, rest []store.BuildRequest, taken map[int64]bool) (store.BuildRequest, bool) {
+	var cands []store.BuildRequest
+	for _, r := range rest {
+		if r.BuilderName == b.Name && !taken[r.ID] {
+			cands = append(cands, r)
+		}
 	}
-	best, bestLoad := "", 0
+	id, err := b.NextBuild(append([]store.BuildRequest(nil), cands...))
+	if err != nil {
+		d.funcFailed("next_build", b.Name, err, cands...)
+		return cands[0], true
+	}
+	if id == 0 {
+		for _, r := range cands {
+			d.funcErrs[r.ID] = "next_build chose no request to start now"
+		}
+		return store.BuildRequest{}, false
+	}
+	for _, r := range cands {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	d.funcFailed("next_build", b.Name, fmt.Errorf("returned request %d, which is not pending", id), cands...)
+	return cands[0], true
+}
+
+// funcFailed logs a builder function's failure, with its Starlark
+// traceback if it has one, and records it as the requests' waiting reason.
+func (d *Dispatcher) funcFailed(fn, builder string, err error, reqs ...store.BuildRequest) {
+	attrs := []any{"builder", builder, "err", err}
+	var bt interface{ Backtrace() string }
+	if errors.As(err, &bt) {
+		if s := bt.Backtrace(); s != "" {
+			attrs = append(attrs, "traceback", s)
+		}
+	}
+	d.log.Warn(fn+" failed; using the default", attrs...)
+	for _, r := range reqs {
+		d.funcErrs[r.ID] = fmt.Sprintf("%s failed: %v", fn, err)
+	}
+}
+
+// candidates returns the workers that could run a build of b now, before
+// its functions are asked: attached, under their limits, not running b,
+// with b's locks free.
+func (d *Dispatcher) candidates(b Builder) []Candidate {
+	var out []Candidate
 	for _, name := range b.Workers {
 		w := d.workers[name]
-		if w == nil || !w.attached || w.builders[builder] > 0 {
+		if w == nil || !w.attached || w.builders[b.Name] > 0 {
 			continue
 		}
 		if max := d.limits[name]; max > 0 && w.running >= max {
@@ -414,8 +616,66 @@ func (d *Dispatcher) pick(builder string) string {
 		if d.blockingLock(b, name) != "" {
 			continue
 		}
-		if best == "" || w.running < bestLoad {
-			best, bestLoad = name, w.running
+		out = append(out, Candidate{Name: name, Running: w.running})
+	}
+	return out
+}
+
+// pickAny says whether some worker could run a build of b now.
+func (d *Dispatcher) pickAny(b Builder) bool { return len(d.candidates(b)) > 0 }
+
+// pick returns the worker to run r on, or "": the least busy eligible
+// worker whose locks are free, unless the builder's can_start and
+// next_worker decide otherwise.
+func (d *Dispatcher) pick(r store.BuildRequest) string {
+	b, ok := d.builders[r.BuilderName]
+	if !ok {
+		return ""
+	}
+	cands := d.candidates(b)
+	if len(cands) == 0 {
+		return ""
+	}
+	if b.CanStart != nil {
+		kept := cands[:0]
+		for _, c := range cands {
+			ok, err := b.CanStart(c, r)
+			if err != nil {
+				d.funcFailed("can_start", b.Name, err, r)
+				ok = true
+			}
+			if ok {
+				kept = append(kept, c)
+			}
+		}
+		cands = kept
+		if len(cands) == 0 {
+			if _, failed := d.funcErrs[r.ID]; !failed {
+				d.funcErrs[r.ID] = "can_start refused every available worker"
+			}
+			return ""
+		}
+	}
+	if b.NextWorker != nil {
+		name, err := b.NextWorker(append([]Candidate(nil), cands...), r)
+		if err == nil && name == "" {
+			d.funcErrs[r.ID] = "next_worker chose no worker"
+			return ""
+		}
+		if err == nil {
+			for _, c := range cands {
+				if c.Name == name {
+					return name
+				}
+			}
+			err = fmt.Errorf("returned %q, which is not one of the workers offered", name)
+		}
+		d.funcFailed("next_worker", b.Name, err, r)
+	}
+	best, bestLoad := "", 0
+	for _, c := range cands {
+		if best == "" || c.Running < bestLoad {
+			best, bestLoad = c.Name, c.Running
 		}
 	}
 	return best
@@ -438,8 +698,12 @@ func (d *Dispatcher) start(r store.BuildRequest, worker string) {
 	}()
 }
 
-// reason says why a request for builder cannot start now.
-func (d *Dispatcher) reason(builder string) string {
+// reason says why request r cannot start now.
+func (d *Dispatcher) reason(r store.BuildRequest) string {
+	if why, ok := d.funcErrs[r.ID]; ok {
+		return why
+	}
+	builder := r.BuilderName
 	b, ok := d.builders[builder]
 	if !ok {
 		return fmt.Sprintf("builder %s is not in the configuration", builder)
@@ -501,14 +765,32 @@ func (l Lock) max(worker string) int {
 }
 
 // blockingLock returns the name of a lock that keeps builder b from
-// starting on worker now, or "".
+// starting on worker now, or "". A lock a step waits for blocks new builds
+// too: waiting steps go first.
 func (d *Dispatcher) blockingLock(b Builder, worker string) string {
-	for _, a := range d.accesses(b, worker) {
+	acc := d.accesses(b, worker)
+	for _, a := range acc {
+		if l, ok := d.locks[a.Lock]; ok && d.stepWanted[lockKey(l, worker)] {
+			return a.Lock
+		}
+	}
+	return d.blockingAccess(acc, worker, nil)
+}
+
+// blockingAccess returns the name of a lock among acc that cannot be taken
+// on worker now, or "". Lock instances in mine (held by the asker's own
+// build) do not block.
+func (d *Dispatcher) blockingAccess(acc []LockAccess, worker string, mine map[string]bool) string {
+	for _, a := range acc {
 		l, ok := d.locks[a.Lock]
 		if !ok {
 			continue // validated by config; a lock removed by reconfig no longer binds
 		}
-		st := d.held[lockKey(l, worker)]
+		key := lockKey(l, worker)
+		if mine[key] {
+			continue
+		}
+		st := d.held[key]
 		if st == nil {
 			continue
 		}
@@ -530,12 +812,22 @@ func (d *Dispatcher) accesses(b Builder, worker string) []LockAccess {
 }
 
 func (d *Dispatcher) acquire(req int64, b Builder, worker string) {
-	for _, a := range d.accesses(b, worker) {
+	d.holds[req] = append(d.holds[req], d.acquireAccess(d.accesses(b, worker), worker, nil)...)
+}
+
+// acquireAccess takes the locks in acc on worker, except the instances in
+// mine, and returns what it took.
+func (d *Dispatcher) acquireAccess(acc []LockAccess, worker string, mine map[string]bool) []heldLock {
+	var out []heldLock
+	for _, a := range acc {
 		l, ok := d.locks[a.Lock]
 		if !ok {
 			continue
 		}
 		key := lockKey(l, worker)
+		if mine[key] {
+			continue
+		}
 		st := d.held[key]
 		if st == nil {
 			st = &lockState{}
@@ -546,12 +838,18 @@ func (d *Dispatcher) acquire(req int64, b Builder, worker string) {
 		} else {
 			st.counting++
 		}
-		d.holds[req] = append(d.holds[req], heldLock{key: key, exclusive: a.Exclusive})
+		out = append(out, heldLock{key: key, exclusive: a.Exclusive})
 	}
+	return out
 }
 
 func (d *Dispatcher) release(req int64) {
-	for _, h := range d.holds[req] {
+	d.releaseHeld(d.holds[req])
+	delete(d.holds, req)
+}
+
+func (d *Dispatcher) releaseHeld(hs []heldLock) {
+	for _, h := range hs {
 		st := d.held[h.key]
 		if st == nil {
 			continue
@@ -565,5 +863,60 @@ func (d *Dispatcher) release(req int64) {
 			delete(d.held, h.key)
 		}
 	}
-	delete(d.holds, req)
+}
+
+// grantSteps grants the waiting step locks that are free, oldest wait
+// first. A wait that cannot be granted keeps later waits (and new builds)
+// from taking the same lock instances, so an exclusive wait is not starved
+// by a stream of counting ones.
+func (d *Dispatcher) grantSteps() {
+	wanted := make(map[string]bool)
+	kept := d.steps[:0]
+	for _, sl := range d.steps {
+		mine := d.ownKeys(sl.req)
+		blocked := d.blockingAccess(sl.locks, sl.worker, mine)
+		if blocked == "" {
+			for _, a := range sl.locks {
+				if l, ok := d.locks[a.Lock]; ok && wanted[lockKey(l, sl.worker)] {
+					blocked = a.Lock
+					break
+				}
+			}
+		}
+		if blocked != "" {
+			for _, a := range sl.locks {
+				if l, ok := d.locks[a.Lock]; ok {
+					wanted[lockKey(l, sl.worker)] = true
+				}
+			}
+			if !sl.told {
+				sl.told = true
+				sl.blocked <- blocked // buffered; sent once
+			}
+			kept = append(kept, sl)
+			continue
+		}
+		sl.held = d.acquireAccess(sl.locks, sl.worker, mine)
+		sl.isGranted = true
+		close(sl.granted)
+	}
+	for i := len(kept); i < len(d.steps); i++ {
+		d.steps[i] = nil
+	}
+	d.steps = kept
+	d.stepWanted = wanted
+}
+
+// ownKeys returns the lock instances the build of request req holds for
+// the whole build: a step may use them again without waiting for itself.
+func (d *Dispatcher) ownKeys(req int64) map[string]bool {
+	hs := d.holds[req]
+	if len(hs) == 0 {
+		return nil
+	}
+	m := make(map[string]bool, len(hs))
+	for _, h := range hs {
+		m[h.key] = true
+	}
+	return m
 }

@@ -218,8 +218,7 @@ func (c *Conn) startPinging() (stop func()) {
 	var mu sync.Mutex
 	stopped := false
 	var t *time.Timer
-	var ping func()
-	ping = func() {
+	ping := func() {
 		select {
 		case <-c.done:
 			return
