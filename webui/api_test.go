@@ -700,3 +700,19 @@ func TestMastersShowsConfigStatus(t *testing.T) {
 		t.Fatalf("reconfig_error = %v, want null", got.Masters[0]["reconfig_error"])
 	}
 }
+
+func TestGetRequest(t *testing.T) {
+	f := newFixture(t)
+	var got struct {
+		Requests []map[string]any `json:"buildrequests"`
+	}
+	f.getJSON(t, fmt.Sprintf("/api/v2/buildrequests/%d", f.pending.ID), &got)
+	if len(got.Requests) != 1 || got.Requests[0]["buildrequestid"] != float64(f.pending.ID) || got.Requests[0]["complete"] != false {
+		t.Fatalf("request = %v", got.Requests)
+	}
+	for path, want := range map[string]int{"/api/v2/buildrequests/99999": 404, "/api/v2/buildrequests/abc": 400} {
+		if st, _, body := f.get(t, path); st != want {
+			t.Errorf("%s: status %d, want %d: %s", path, st, want, body)
+		}
+	}
+}

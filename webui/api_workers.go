@@ -57,3 +57,21 @@ func (s *Server) listRequests(w http.ResponseWriter, r *http.Request) error {
 	writeCollection(w, "buildrequests", out)
 	return nil
 }
+
+// GET /api/v2/buildrequests/{id}
+func (s *Server) getRequest(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id", "build request id")
+	if err != nil {
+		return err
+	}
+	br, err := s.m.Store().GetRequest(r.Context(), id)
+	if err != nil {
+		return lookupErr(err, "build request %d", id)
+	}
+	reason := ""
+	if !br.Claimed && !br.Complete {
+		reason = s.m.QueueReasons()[br.ID]
+	}
+	writeCollection(w, "buildrequests", []requestJSON{toRequestJSON(br, reason)})
+	return nil
+}

@@ -99,7 +99,8 @@ func runForce(ctx context.Context, args []string, out, errOut io.Writer) int {
 			fmt.Fprintf(errOut, "starforge force: %v\n", err)
 			return ExitProblem
 		}
-		if r != result.Success && r != result.Warnings {
+		// Skipped: collapsed into another build, which covers it.
+		if r != result.Success && r != result.Warnings && r != result.Skipped {
 			code = ExitFailed
 		}
 	}
@@ -326,6 +327,14 @@ func (c *client) follow(ctx context.Context, reqID int64, out io.Writer) (result
 			return result.None, err
 		}
 		sort.Slice(resp.Builds, func(i, j int) bool { return resp.Builds[i].ID < resp.Builds[j].ID })
+		// A request can end without a build of its own: cancelled (its
+		// builder removed by a reconfig) or collapsed into another build.
+		if n := len(resp.Builds); n == 0 || (resp.Builds[n-1].Complete && resp.Builds[n-1].Results != nil &&
+			result.Result(*resp.Builds[n-1].Results) == result.Retry) {
+			if r, done, err := c.requestEnded(ctx, reqID, out); err != nil || done {
+				return r, err
+			}
+		}
 		for _, b := range resp.Builds {
 			if ended[b.ID] {
 				continue
@@ -364,6 +373,31 @@ func (c *client) follow(ctx context.Context, reqID int64, out io.Writer) (result
 		case <-t.C:
 		}
 	}
+}
+
+// requestEnded reports whether request id completed, printing how and
+// why, and with what result.
+func (c *client) requestEnded(ctx context.Context, id int64, out io.Writer) (result.Result, bool, error) {
+	var resp struct {
+		Requests []struct {
+			Complete     bool    `json:"complete"`
+			Results      *int    `json:"results"`
+			CancelReason *string `json:"cancel_reason"`
+		} `json:"buildrequests"`
+	}
+	if err := c.get(ctx, fmt.Sprintf("buildrequests/%d", id), nil, &resp); err != nil {
+		return result.None, false, err
+	}
+	if len(resp.Requests) != 1 || !resp.Requests[0].Complete || resp.Requests[0].Results == nil {
+		return result.None, false, nil
+	}
+	r := result.Result(*resp.Requests[0].Results)
+	why := ""
+	if p := resp.Requests[0].CancelReason; p != nil {
+		why = ": " + *p
+	}
+	fmt.Fprintf(out, "build request %d ended %s without a build of its own%s\n", id, r, why)
+	return r, true, nil
 }
 
 func resultName(r *int) string {

@@ -39,12 +39,25 @@ force_scheduler("force", builders=["keep", "gone"])
 	m := startMaster(t, basedir, "")
 	m.startWorker(t, "w1", "pw1", filepath.Join(dir, "w1"))
 	m.startWorker(t, "w2", "pw2", filepath.Join(dir, "w2"))
-	for _, b := range []string{"keep", "gone"} {
-		if out, code := cli(t, "force", "--master", m.url, b); code != 0 {
-			t.Fatalf("force %s: %s", b, out)
-		}
+	if out, code := cli(t, "force", "--master", m.url, "keep"); code != 0 {
+		t.Fatalf("force keep: %s", out)
 	}
 	m.out.wait(t, `build started.*builder=keep`, 30*time.Second)
+	// Someone follows the request that the reconfig will cancel.
+	gone := make(chan [2]any, 1)
+	go func() {
+		out, code := cliNoFatal("force", "--master", m.url, "--wait", "gone")
+		gone <- [2]any{out, code}
+	}()
+	var pending struct {
+		Requests []struct{} `json:"buildrequests"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(pending.Requests) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the request for gone was never queued")
+		}
+		m.getJSON(t, "api/v2/buildrequests?pending=1", &pending)
+	}
 
 	// An invalid file: nothing changes, the command says why.
 	writeConfig(head + `
@@ -104,6 +117,10 @@ force_scheduler("force", builders=["keep"])
 	}
 	if cancelled != 1 {
 		t.Fatalf("%d cancelled requests, want 1: %+v", cancelled, reqs.Requests)
+	}
+	r := <-gone
+	if out, code := r[0].(string), r[1].(int); code != 1 || !strings.Contains(out, "ended cancelled without a build of its own: builder gone was removed") {
+		t.Fatalf("force --wait of the cancelled request: exit %d:\n%s", code, out)
 	}
 
 	// The running build ends with the steps it started with.
