@@ -48,6 +48,7 @@ var builtins = append([]*builtin{
 	{varKwSignature("interpolate", interpolateParams), builtinInterpolate},
 	{newSignature("prop", propParams), builtinProp},
 	{newSignature("secret", secretParams), builtinSecret},
+	{newSignature("env", envParams), builtinEnv},
 	{newSignature("secrets_dir", secretsDirParams), builtinSecretsDir},
 	{newSignature("secrets_env", secretsEnvParams), builtinSecretsEnv},
 }, append(stepBuiltins(), forceParamBuiltins()...)...)

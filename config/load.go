@@ -37,6 +37,10 @@ type Options struct {
 	// runaway loop fails with an error instead of hanging checkconfig or
 	// reconfig. 0 means DefaultMaxSteps.
 	MaxSteps uint64
+
+	// LookupEnv answers env() in master.star; nil means os.LookupEnv,
+	// the master's own environment.
+	LookupEnv func(name string) (string, bool)
 }
 
 // Load reads the master.star file at path, executes it, validates the
