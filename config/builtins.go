@@ -82,6 +82,7 @@ var masterParams = []param{
 	{name: "url"},
 	{name: "http_addr"},
 	{name: "worker_addr"},
+	{name: "log_max_size"},
 }
 
 func defaultMasterSettings() MasterSettings {
@@ -90,6 +91,7 @@ func defaultMasterSettings() MasterSettings {
 		URL:        defaultURL(DefaultHTTPAddr),
 		HTTPAddr:   DefaultHTTPAddr,
 		WorkerAddr: DefaultWorkerAddr,
+		LogMaxSize: DefaultLogMaxSize,
 
 		DB:             DefaultDB,
 		WebAuth:        "none",
@@ -116,6 +118,7 @@ func builtinMaster(c *call) (starlark.Value, error) {
 			m.URL = u
 		}
 	}
+	m.LogMaxSize = c.byteSize("log_max_size", DefaultLogMaxSize)
 	masterExtras(c, &m)
 	if prev := c.l.master; prev != nil {
 		c.errorf("called more than once (first call at %s)", prev.Pos)

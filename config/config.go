@@ -138,6 +138,10 @@ type MasterSettings struct {
 	// (default DefaultWorkerAddr). Port 0 asks the master to pick a free port.
 	WorkerAddr string
 
+	// LogMaxSize caps each stored log, in bytes (default DefaultLogMaxSize;
+	// 0: no cap). A log that reaches it says so and drops the rest.
+	LogMaxSize int64
+
 	// SSHAddr is the host:port of the SSH server; "" (the default) means off.
 	SSHAddr string
 	// DB is the database: a path relative to the master's basedir, or a

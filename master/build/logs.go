@@ -1,17 +1,23 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
 	"github.com/starforge/starforge/master/store"
 )
 
-// logSink appends to one stored log.
+// logSink appends to one stored log. It is used by one goroutine at a time.
 type logSink struct {
 	st     *store.Store
 	log    store.Log
 	redact *redactor // may be nil
+
+	max       int64 // the log's cap in bytes (log_max_size); 0: none
+	size      int64 // bytes stored so far
+	truncated bool  // the cap was reached; later output is dropped
+	dropped   int64 // bytes dropped since
 }
 
 func (l *logSink) append(ctx context.Context, lines []byte) error {
@@ -19,10 +25,34 @@ func (l *logSink) append(ctx context.Context, lines []byte) error {
 		return nil
 	}
 	lines = l.redact.bytes(lines)
+	if l.max > 0 {
+		if l.truncated {
+			l.dropped += int64(len(lines))
+			return nil
+		}
+		if l.size+int64(len(lines)) > l.max {
+			// Keep whole lines up to the cap, then say why the log stops.
+			keep := max(l.max-l.size, 0)
+			cut := bytes.LastIndexByte(lines[:keep], '\n') + 1
+			l.dropped += int64(len(lines) - cut)
+			note := fmt.Sprintf("hlog truncated: it reached its limit of %d bytes (master(log_max_size=...)); later output is dropped\n", l.max)
+			lines = append(lines[:cut:cut], note...)
+			l.truncated = true
+		}
+	}
 	if _, _, err := l.st.AppendLog(ctx, l.log.ID, lines); err != nil {
 		return fmt.Errorf("append to log %q: %w", l.log.Name, err)
 	}
+	l.size += int64(len(lines))
 	return nil
+}
+
+// finish adds, to a truncated log, how much output was dropped.
+func (l *logSink) finish(ctx context.Context) {
+	if l.truncated && l.dropped > 0 {
+		note := fmt.Sprintf("h%d bytes of output were dropped after the limit\n", l.dropped)
+		_, _, _ = l.st.AppendLog(ctx, l.log.ID, []byte(note))
+	}
 }
 
 // header appends a master-side message as header lines.
@@ -63,13 +93,14 @@ func (s *stepRun) log(ctx context.Context, name string) (*logSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create log %q: %w", name, err)
 	}
-	sink := &logSink{st: s.b.runner.Store, log: l, redact: s.b.redact}
+	sink := &logSink{st: s.b.runner.Store, log: l, redact: s.b.redact, max: s.b.cfg.Master.LogMaxSize}
 	s.logs[name] = sink
 	return sink, nil
 }
 
 func (s *stepRun) closeLogs(ctx context.Context) {
 	for _, l := range s.logs {
+		l.finish(ctx)
 		if err := s.b.runner.Store.FinishLog(ctx, l.log.ID); err != nil {
 			s.b.log.Warn("finish log", "log", l.log.Name, "err", err)
 		}
