@@ -19,6 +19,10 @@ type stepKind struct {
 	// problems through c. It also returns the leading arguments to show in
 	// the step's repr, such as the command of shell(...).
 	action func(c *call) (StepAction, []starlark.Value)
+
+	// haltOnFailure is the default of halt_on_failure (True for source
+	// steps such as git, as in Buildbot).
+	haltOnFailure bool
 }
 
 // stepKinds is the registry of step constructors. It is never modified.
@@ -105,6 +109,9 @@ func newStep(c *call, k *stepKind) starlark.Value {
 	action, reprArgs := k.action(c)
 	s := commonStepOptions(c, k.name)
 	s.Action = action
+	if _, given := c.given("halt_on_failure"); k.haltOnFailure && !given {
+		s.HaltOnFailure = true
+	}
 
 	repr := reprCall(k.name, reprArgs...)
 	if _, named := c.given("name"); named {

@@ -155,6 +155,8 @@ var moreStepKinds = []*stepKind{
 		},
 		action: httpRequestAction,
 	},
+	gitStepKind,     // git.go
+	triggerStepKind, // trigger.go
 }
 
 // --- actions ---

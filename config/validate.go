@@ -68,6 +68,7 @@ func (l *loader) validate(cfg *Config) {
 		}
 	}
 	l.validateDependents(cfg)
+	l.validateTriggers(cfg, schedulers) // trigger.go
 	l.validateLocks(cfg, func(n string) bool { return workers[n] != nil || latent[n] != nil }, workerNames)
 	l.validateUsers(cfg)
 }
