@@ -35,7 +35,7 @@ func (s *stepRun) action(sc *config.Step) stepAction {
 		*config.SetPropertiesAction, *config.SetPropertyFromCommandAction,
 		*config.FileExistsAction, *config.CpdirAction, *config.DownloadStringAction,
 		*config.UploadDirAction, *config.UploadManyAction, *config.MasterShellAction,
-		*config.HTTPRequestAction:
+		*config.HTTPRequestAction, *config.GitAction, *config.TriggerAction:
 		return s.runAction
 	}
 	return nil
@@ -105,6 +105,11 @@ func (s *stepRun) runAction(ctx context.Context, stdio *logSink, sc *config.Step
 		return s.masterShell(ctx, stdio, sc, a)
 	case *config.HTTPRequestAction:
 		return s.httpRequest(ctx, stdio, sc, a)
+	case *config.GitAction:
+		return s.git(ctx, stdio, sc, a) // git.go
+	case *config.TriggerAction:
+		stdio.header(ctx, config.TriggerNotImplemented)
+		return result.Exception, config.TriggerNotImplemented
 	}
 	return result.Exception, fmt.Sprintf("unsupported step kind %q", sc.Action.Kind())
 }
