@@ -129,14 +129,21 @@ func (b *run) properties(ctx context.Context) (map[string]store.Property, error)
 		"buildername": b.bcfg.Name,
 		"workername":  b.sess.Name,
 		"builddir":    b.builddir,
-		"branch":      ss.Branch,
-		"revision":    ss.Revision,
-		"repository":  ss.Repository,
-		"project":     ss.Project,
-		"codebase":    ss.Codebase,
 	}
 	for k, v := range own {
 		props[k] = store.Property{Value: v, Source: "Build"}
+	}
+	// The source stamp's fields, where it has them. An empty field does not
+	// override a value given another way (a forced build's --prop
+	// revision=SHA: its source stamp is empty).
+	fromSource := map[string]string{
+		"branch": ss.Branch, "revision": ss.Revision, "repository": ss.Repository,
+		"project": ss.Project, "codebase": ss.Codebase,
+	}
+	for k, v := range fromSource {
+		if _, given := props[k]; v != "" || !given {
+			props[k] = store.Property{Value: v, Source: "Build"}
+		}
 	}
 	return props, nil
 }
