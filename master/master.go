@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,8 +63,33 @@ type Master struct {
 	ready     chan struct{}
 }
 
-// StateFile is the database's file name inside the basedir.
+// StateFile is the database's default file name inside the basedir.
 const StateFile = "state.sqlite"
+
+// dbPath resolves master(db=...): a path relative to the basedir, an
+// absolute one, or a sqlite:///path URL.
+func dbPath(basedir, db string) string {
+	if db == "" {
+		db = StateFile
+	}
+	if p, ok := strings.CutPrefix(db, "sqlite://"); ok {
+		db = p
+	}
+	if filepath.IsAbs(db) {
+		return db
+	}
+	return filepath.Join(basedir, db)
+}
+
+// supported refuses settings the configuration language accepts but this
+// master cannot honour yet, where ignoring them would be unsafe.
+func supported(cfg *config.Config) error {
+	if cfg.Master.WebAuth == "users" {
+		return errors.New(`master: web_auth = "users" is not supported yet (the web UI has no login so far); ` +
+			`refusing to start rather than serve it to everyone: remove it, or use "none" behind your own authentication`)
+	}
+	return nil
+}
 
 // New loads the configuration and opens the store; Run starts serving.
 func New(opts Options) (*Master, error) {
@@ -91,11 +117,14 @@ func New(opts Options) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := supported(cfg); err != nil {
+		return nil, err
+	}
 	unlock, err := lockBasedir(abs)
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(abs, StateFile))
+	st, err := store.Open(dbPath(abs, cfg.Master.DB))
 	if err != nil {
 		unlock()
 		return nil, fmt.Errorf("master: %w", err)
@@ -221,6 +250,9 @@ func (m *Master) Reconfig(ctx context.Context) (ReconfigResult, error) {
 	defer m.reconfigMu.Unlock()
 	now := time.Now()
 	cfg, err := config.LoadWith(m.opts.ConfigPath, config.Options{Library: star.Library})
+	if err == nil {
+		err = supported(cfg)
+	}
 	if err == nil {
 		err = m.register(ctx, cfg)
 	}
@@ -399,6 +431,9 @@ func (m *Master) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- serve(workerSrv, wl) }()
 	go func() { errc <- serve(webSrv, hl) }()
+	if cfg.Master.SSHAddr != "" {
+		m.log.Warn("ssh_addr is set, but the SSH interface is not built yet; nothing listens there", "ssh_addr", cfg.Master.SSHAddr)
+	}
 	m.log.Info("master running", "config", cfg.Path, "summary", cfg.Summary(),
 		"workers_at", m.workerURL, "web_ui", "http://"+m.httpAddr+"/", "queued", len(pending))
 	close(m.ready)
