@@ -35,11 +35,9 @@ func (r *Runner) masterPath(p string) string {
 // temporary file beside dest, renamed over it only when the transfer
 // succeeded, so a failed upload never leaves a partial file at dest.
 type upload struct {
-	dest   string
-	mode   int
-	tmp    *os.File
-	sum    hash.Hash
-	n      int64
+	dest string
+	mode int
+	spool
 	closed bool
 	mtime  time.Time
 }
@@ -48,7 +46,36 @@ func newUpload(dest string, mode int) (*upload, error) {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return nil, fmt.Errorf("upload: create master directory: %w", err)
 	}
-	return &upload{dest: dest, mode: mode, sum: sha256.New()}, nil
+	return &upload{dest: dest, mode: mode, spool: spool{dest: dest, suffix: ".upload-*", sum: sha256.New()}}, nil
+}
+
+// spool collects a transfer's bytes in a hidden temporary file beside
+// dest, counting them (and hashing them when sum is set). Whoever owns it
+// renames or removes tmp when the transfer ends.
+type spool struct {
+	dest   string
+	suffix string // of the temporary file's name pattern
+	tmp    *os.File
+	n      int64
+	sum    hash.Hash // may be nil
+}
+
+func (s *spool) write(data []byte) error {
+	if s.tmp == nil {
+		f, err := os.CreateTemp(filepath.Dir(s.dest), "."+filepath.Base(s.dest)+s.suffix)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", s.dest, err)
+		}
+		s.tmp = f
+	}
+	if _, err := s.tmp.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", s.tmp.Name(), err)
+	}
+	if s.sum != nil {
+		s.sum.Write(data)
+	}
+	s.n += int64(len(data))
+	return nil
 }
 
 func (u *upload) handle(op string, msg proto.Message) (any, error) {
@@ -61,19 +88,7 @@ func (u *upload) handle(op string, msg proto.Message) (any, error) {
 		if u.closed {
 			return nil, errors.New("upload already closed")
 		}
-		if u.tmp == nil {
-			f, err := os.CreateTemp(filepath.Dir(u.dest), "."+filepath.Base(u.dest)+".upload-*")
-			if err != nil {
-				return nil, fmt.Errorf("open %s: %w", u.dest, err)
-			}
-			u.tmp = f
-		}
-		if _, err := u.tmp.Write(data); err != nil {
-			return nil, fmt.Errorf("write %s: %w", u.dest, err)
-		}
-		u.sum.Write(data)
-		u.n += int64(len(data))
-		return nil, nil
+		return nil, u.write(data)
 	case proto.OpUploadFileClose:
 		u.closed = true
 		return nil, nil
@@ -95,11 +110,9 @@ func (u *upload) finish(ok bool) (string, error) {
 		if !ok {
 			return "", nil
 		}
-		f, err := os.CreateTemp(filepath.Dir(u.dest), "."+filepath.Base(u.dest)+".upload-*")
-		if err != nil {
-			return "", fmt.Errorf("open %s: %w", u.dest, err)
+		if err := u.write(nil); err != nil {
+			return "", err
 		}
-		u.tmp = f
 	}
 	name := u.tmp.Name()
 	err := u.tmp.Close()
@@ -233,16 +246,15 @@ func (d *stringDownload) finish(ok bool) (string, error) {
 type uploadDir struct {
 	dest     string
 	compress string
-	tmp      *os.File
-	n        int64
-	unpack   bool
+	spool
+	unpack bool
 }
 
 func newUploadDir(dest, compress string) (*uploadDir, error) {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return nil, fmt.Errorf("upload_dir: create master directory: %w", err)
 	}
-	return &uploadDir{dest: dest, compress: compress}, nil
+	return &uploadDir{dest: dest, compress: compress, spool: spool{dest: dest, suffix: ".tar-*"}}, nil
 }
 
 func (u *uploadDir) handle(op string, msg proto.Message) (any, error) {
@@ -255,18 +267,7 @@ func (u *uploadDir) handle(op string, msg proto.Message) (any, error) {
 		if u.unpack {
 			return nil, errors.New("upload_dir: data after unpack")
 		}
-		if u.tmp == nil {
-			f, err := os.CreateTemp(filepath.Dir(u.dest), "."+filepath.Base(u.dest)+".tar-*")
-			if err != nil {
-				return nil, fmt.Errorf("open %s: %w", u.dest, err)
-			}
-			u.tmp = f
-		}
-		if _, err := u.tmp.Write(data); err != nil {
-			return nil, fmt.Errorf("write %s: %w", u.tmp.Name(), err)
-		}
-		u.n += int64(len(data))
-		return nil, nil
+		return nil, u.write(data)
 	case proto.OpUploadDirectoryUnpack:
 		u.unpack = true
 		return nil, nil
