@@ -126,22 +126,8 @@ func (s *stepRun) runCommand(ctx context.Context, cmd command, hook updateHook) 
 	s.transfer, s.hook = cmd.transfer, hook
 	res, state := s.remote(ctx, cmd)
 	s.hook = nil
-	stdio := s.logs["stdio"]
-	if cmd.transfer != nil {
-		summary, terr := cmd.transfer.finish(res == result.Success)
-		if terr != nil {
-			stdio.header(ctx, terr.Error())
-			if res == result.Success {
-				res, state = result.Failure, terr.Error()
-			}
-		} else if summary != "" {
-			stdio.header(ctx, summary)
-			if res == result.Success {
-				state = summary
-			}
-		}
-		s.transfer = nil
-	}
+	res, state = finishTransfer(ctx, s.logs["stdio"], cmd, res, state)
+	s.transfer = nil
 	if s.lastErr != nil && res == result.Success {
 		return result.Exception, "storing output failed: " + s.lastErr.Error()
 	}

@@ -168,20 +168,7 @@ func (s *stepRun) run(ctx context.Context, sc *config.Step) (result.Result, stri
 	}
 	s.transfer = cmd.transfer
 	res, state = s.remote(ctx, cmd)
-	if cmd.transfer != nil {
-		summary, terr := cmd.transfer.finish(res == result.Success)
-		if terr != nil {
-			stdio.header(ctx, terr.Error())
-			if res == result.Success {
-				res, state = result.Failure, terr.Error()
-			}
-		} else if summary != "" {
-			stdio.header(ctx, summary)
-			if res == result.Success {
-				state = summary
-			}
-		}
-	}
+	res, state = finishTransfer(ctx, stdio, cmd, res, state)
 	if s.lastErr != nil && res == result.Success {
 		return result.Exception, "storing output failed: " + s.lastErr.Error()
 	}
@@ -489,4 +476,26 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// finishTransfer completes (or abandons, when the command failed) cmd's
+// transfer, logs its summary, and folds its outcome into the step's.
+func finishTransfer(ctx context.Context, stdio *logSink, cmd command, res result.Result, state string) (result.Result, string) {
+	if cmd.transfer == nil {
+		return res, state
+	}
+	summary, err := cmd.transfer.finish(res == result.Success)
+	switch {
+	case err != nil:
+		stdio.header(ctx, err.Error())
+		if res == result.Success {
+			res, state = result.Failure, err.Error()
+		}
+	case summary != "":
+		stdio.header(ctx, summary)
+		if res == result.Success {
+			state = summary
+		}
+	}
+	return res, state
 }
