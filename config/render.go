@@ -422,18 +422,7 @@ func (s *Step) Render(env *BuildEnv) (*Step, error) {
 	out.Workdir = r(s.Workdir, s.WorkdirR, "workdir")
 	out.WorkdirR = nil
 	if s.EnvR != nil {
-		out.Env = make(map[string]string, len(s.Env)+len(s.EnvR))
-		for k, v := range s.Env {
-			out.Env[k] = v
-		}
-		keys := make([]string, 0, len(s.EnvR))
-		for k := range s.EnvR {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			out.Env[k] = r("", s.EnvR[k], "env["+strconv.Quote(k)+"]")
-		}
+		out.Env = renderDict(s.Env, s.EnvR, "env", r)
 		out.EnvR = nil
 	}
 	switch a := s.Action.(type) {
@@ -635,4 +624,22 @@ func (c *call) strDictR(name string) (map[string]string, map[string]Renderable) 
 		plain[k] = s
 	}
 	return plain, rs
+}
+
+// renderDict merges a dict argument's plain values with its rendered
+// ones, rendering in key order so the first error is always the same.
+func renderDict(plain map[string]string, rs map[string]Renderable, arg string, r func(string, Renderable, string) string) map[string]string {
+	out := make(map[string]string, len(plain)+len(rs))
+	for k, v := range plain {
+		out[k] = v
+	}
+	keys := make([]string, 0, len(rs))
+	for k := range rs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out[k] = r("", rs[k], arg+"["+strconv.Quote(k)+"]")
+	}
+	return out
 }

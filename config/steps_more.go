@@ -658,18 +658,7 @@ func RenderAction(a StepAction, env *BuildEnv) (StepAction, error) {
 		na.Body = r(a.Body, a.BodyR, "body")
 		na.URLR, na.BodyR = nil, nil
 		if a.HeadersR != nil {
-			na.Headers = make(map[string]string, len(a.Headers)+len(a.HeadersR))
-			for k, v := range a.Headers {
-				na.Headers[k] = v
-			}
-			keys := make([]string, 0, len(a.HeadersR))
-			for k := range a.HeadersR {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				na.Headers[k] = r("", a.HeadersR[k], "headers["+strconv.Quote(k)+"]")
-			}
+			na.Headers = renderDict(a.Headers, a.HeadersR, "headers", r)
 			na.HeadersR = nil
 		}
 		return &na, err
