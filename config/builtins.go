@@ -209,13 +209,7 @@ func builtinWorker(c *call) (starlark.Value, error) {
 	if w.Name != "" {
 		c.l.workers = append(c.l.workers, w)
 	}
-	return &object{
-		typ:   "worker",
-		repr:  reprCall("worker", starlark.String(w.Name)),
-		attrs: starlark.StringDict{"name": starlark.String(w.Name)},
-		item:  w,
-		ok:    c.ok(),
-	}, nil
+	return c.named("worker", w.Name, w), nil
 }
 
 // checkWorkerName checks that name can serve as the user name of HTTP Basic
@@ -274,13 +268,7 @@ func builtinBuilder(c *call) (starlark.Value, error) {
 	if b.Name != "" {
 		c.l.builders = append(c.l.builders, b)
 	}
-	return &object{
-		typ:   "builder",
-		repr:  reprCall("builder", starlark.String(b.Name)),
-		attrs: starlark.StringDict{"name": starlark.String(b.Name)},
-		item:  b,
-		ok:    c.ok(),
-	}, nil
+	return c.named("builder", b.Name, b), nil
 }
 
 // nameList returns the argument for name as a non-empty list of distinct
@@ -360,11 +348,5 @@ func builtinForceScheduler(c *call) (starlark.Value, error) {
 	if s.Name != "" {
 		c.l.schedulers = append(c.l.schedulers, s)
 	}
-	return &object{
-		typ:   "force_scheduler",
-		repr:  reprCall("force_scheduler", starlark.String(s.Name)),
-		attrs: starlark.StringDict{"name": starlark.String(s.Name)},
-		item:  s,
-		ok:    c.ok(),
-	}, nil
+	return c.named("force_scheduler", s.Name, s), nil
 }

@@ -97,13 +97,7 @@ func builtinLatentWorker(c *call) (starlark.Value, error) {
 		d := c.l.decls()
 		d.latent = append(d.latent, w)
 	}
-	return &object{
-		typ:   "latent_worker",
-		repr:  reprCall("latent_worker", starlark.String(w.Name)),
-		attrs: starlark.StringDict{"name": starlark.String(w.Name)},
-		item:  w,
-		ok:    c.ok(),
-	}, nil
+	return c.named("latent_worker", w.Name, w), nil
 }
 
 // buildWaitHint rewrites the hints of parseDuration for build_wait_timeout,

@@ -184,13 +184,7 @@ func scheduler(c *call, s Scheduler, typ string) starlark.Value {
 	if s.SchedulerName() != "" {
 		c.l.schedulers = append(c.l.schedulers, s)
 	}
-	return &object{
-		typ:   typ,
-		repr:  reprCall(typ, starlark.String(s.SchedulerName())),
-		attrs: starlark.StringDict{"name": starlark.String(s.SchedulerName())},
-		item:  s,
-		ok:    c.ok(),
-	}
+	return c.named(typ, s.SchedulerName(), s)
 }
 
 // changeOptions parses the options shared by the change-driven schedulers.

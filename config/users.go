@@ -80,13 +80,7 @@ func builtinRole(c *call) (starlark.Value, error) {
 		d := c.l.decls()
 		d.roles = append(d.roles, r)
 	}
-	return &object{
-		typ:   "role",
-		repr:  reprCall("role", starlark.String(r.Name)),
-		attrs: starlark.StringDict{"name": starlark.String(r.Name)},
-		item:  r,
-		ok:    c.ok(),
-	}, nil
+	return c.named("role", r.Name, r), nil
 }
 
 func contains(list []string, s string) bool {
@@ -143,13 +137,7 @@ func builtinUser(c *call) (starlark.Value, error) {
 		d := c.l.decls()
 		d.users = append(d.users, u)
 	}
-	return &object{
-		typ:   "user",
-		repr:  reprCall("user", starlark.String(u.Name)),
-		attrs: starlark.StringDict{"name": starlark.String(u.Name)},
-		item:  u,
-		ok:    c.ok(),
-	}, nil
+	return c.named("user", u.Name, u), nil
 }
 
 // nameListOpt is nameList for an optional argument: absent, None and []

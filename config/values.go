@@ -15,6 +15,18 @@ import (
 // Scripts can store objects in variables and lists, print them and read a
 // few attributes (such as .name), but never change the Go item behind them:
 // the object is immutable from the start, so freezing is a no-op.
+// named returns the value of a declaration that has a name: its type,
+// typ("name") as its repr, a name attribute, and item.
+func (c *call) named(typ, name string, item any) *object {
+	return &object{
+		typ:   typ,
+		repr:  reprCall(typ, starlark.String(name)),
+		attrs: starlark.StringDict{"name": starlark.String(name)},
+		item:  item,
+		ok:    c.ok(),
+	}
+}
+
 type object struct {
 	typ   string              // Starlark type name: "worker", "builder", "step", "force_scheduler"
 	repr  string              // what str() and print() show, e.g. `shell("make")`

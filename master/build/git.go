@@ -47,7 +47,7 @@ func (s *stepRun) git(ctx context.Context, stdio *logSink, sc *config.Step, a *c
 	}
 	g := &gitRun{s: s, ctx: ctx, stdio: stdio, sc: &c, a: a, workdir: s.workdir(sc)}
 
-	rev := s.gitRevision(ctx, a.Codebase)
+	rev := s.gitRevision(a.Codebase)
 	branch := a.Branch
 	if branch == "" {
 		branch, _ = env.SourceRevision(a.Codebase)
@@ -212,10 +212,9 @@ func (g *gitRun) haveRevision(rev, branch string) (result.Result, string) {
 }
 
 // gitRevision is the revision the build asks of codebase: its source
-// stamp's, else the build property revision, else the revision property
-// the buildset was made with (a forced build's --prop revision=...; the
-// build's own revision property, from the empty source stamp, hides it).
-func (s *stepRun) gitRevision(ctx context.Context, codebase string) string {
+// stamp's, else the build property revision (which a forced build's
+// --prop revision=... sets).
+func (s *stepRun) gitRevision(codebase string) string {
 	b := s.b
 	if _, rev := b.env.SourceRevision(codebase); rev != "" {
 		return rev
@@ -225,20 +224,8 @@ func (s *stepRun) gitRevision(ctx context.Context, codebase string) string {
 	if len(b.sources) > 0 && b.sources[0].Codebase != codebase {
 		return ""
 	}
-	if p, ok := b.props["revision"]; ok {
-		if rev, _ := p.Value.(string); rev != "" {
-			return rev
-		}
-	}
-	bs, err := b.runner.Store.GetBuildset(ctx, b.req.BuildsetID)
-	if err == nil {
-		if p, ok := bs.Properties["revision"]; ok {
-			if rev, _ := p.Value.(string); rev != "" {
-				return rev
-			}
-		}
-	}
-	return ""
+	rev, _ := b.props["revision"].Value.(string)
+	return rev
 }
 
 // redactRepo registers the credentials of a repository URL

@@ -148,7 +148,6 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	reasons map[int64]string
-	running map[string][]int64 // worker → request ids running there
 }
 
 // New returns a dispatcher that starts builds with s.
@@ -169,7 +168,6 @@ func New(s Starter, log *slog.Logger) *Dispatcher {
 		holds:    make(map[int64][]heldLock),
 		workers:  make(map[string]*workerState),
 		reasons:  make(map[int64]string),
-		running:  make(map[string][]int64),
 		funcErrs: make(map[int64]string),
 	}
 }
@@ -286,17 +284,6 @@ func (d *Dispatcher) Reasons() map[int64]string {
 	return out
 }
 
-// Running returns, per worker name, the ids of the requests it runs.
-func (d *Dispatcher) Running() map[string][]int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make(map[string][]int64, len(d.running))
-	for k, v := range d.running {
-		out[k] = append([]int64(nil), v...)
-	}
-	return out
-}
-
 // Run processes events until ctx ends, then waits for the builds it started
 // to return. While it waits it starts no build but still serves the step
 // locks of the running ones.
@@ -400,20 +387,6 @@ func (d *Dispatcher) apply(ev event) {
 		if w.builders[b]--; w.builders[b] <= 0 {
 			delete(w.builders, b)
 		}
-		d.mu.Lock()
-		ids := d.running[ev.done.worker]
-		for i, id := range ids {
-			if id == ev.done.req.ID {
-				ids = append(ids[:i], ids[i+1:]...)
-				break
-			}
-		}
-		if len(ids) == 0 {
-			delete(d.running, ev.done.worker)
-		} else {
-			d.running[ev.done.worker] = ids
-		}
-		d.mu.Unlock()
 		if ev.done.requeue {
 			d.head[ev.done.req.ID] = true
 			d.insert(ev.done.req)
@@ -687,9 +660,6 @@ func (d *Dispatcher) start(r store.BuildRequest, worker string) {
 	w.running++
 	w.builders[r.BuilderName]++
 	delete(d.head, r.ID)
-	d.mu.Lock()
-	d.running[worker] = append(d.running[worker], r.ID)
-	d.mu.Unlock()
 	d.inflight.Add(1)
 	go func() {
 		defer d.inflight.Done()

@@ -109,12 +109,6 @@ func (s *Session) Ping(ctx context.Context) error {
 	return err
 }
 
-// Shutdown asks the worker to stop.
-func (s *Session) Shutdown(ctx context.Context) error {
-	_, err := s.conn.Call(ctx, proto.OpShutdown, nil)
-	return err
-}
-
 // RemoteCommand is a command started on the worker.
 type RemoteCommand struct {
 	ID      string
