@@ -358,11 +358,7 @@ func (c *client) follow(ctx context.Context, reqID int64, out io.Writer) (result
 			if b.Complete && !ended[b.ID] {
 				ended[b.ID] = true
 				r := result.Result(*b.Results)
-				state := ""
-				if b.StateString != "" && b.StateString != r.String() {
-					state = " (" + b.StateString + ")" // e.g. why it was cancelled
-				}
-				fmt.Fprintf(out, "build %s #%d: %s%s in %s\n", b.Builder, b.Number, r, state, duration(b.StartedAt, b.CompleteAt))
+				fmt.Fprintf(out, "build %s #%d: %s (%s) in %s\n", b.Builder, b.Number, r, b.StateString, duration(b.StartedAt, b.CompleteAt))
 				if r != result.Retry && b.ID == resp.Builds[len(resp.Builds)-1].ID {
 					return r, nil
 				}
