@@ -24,6 +24,21 @@ type NewBuildset struct {
 	BuilderIDs   []int64
 	Priority     int
 	SubmittedAt  time.Time // zero means now
+
+	// ChangeIDs are the changes the buildset builds, for its builds'
+	// changes and blamelists.
+	ChangeIDs []int64
+	// Scheduler, if set, consumes ChangeIDs from that scheduler's
+	// classified changes (SchedulerChanges) in the same transaction, so a
+	// change is built once even if the master dies right after.
+	Scheduler string
+	// State is stored in the same transaction (a scheduler's timers, the
+	// last nightly run).
+	State []StateValue
+	// ParentBuildID and ParentRelationship link a triggered buildset to
+	// the build that triggered it.
+	ParentBuildID      int64
+	ParentRelationship string
 }
 
 // ssHash identifies a source stamp's content, so identical stamps share a
@@ -33,6 +48,11 @@ func ssHash(ss SourceStamp) string {
 	h := sha256.New()
 	for _, f := range []string{ss.Codebase, ss.Repository, ss.Branch, ss.Revision, ss.Project} {
 		fmt.Fprintf(h, "%d:%s;", len(f), f)
+	}
+	if ss.Patch != nil {
+		// Every patch is a row of its own, so stamps with patches are never
+		// shared.
+		fmt.Fprintf(h, "patch:%d;", ss.Patch.ID)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -59,30 +79,39 @@ func (s *Store) AddBuildset(ctx context.Context, nb NewBuildset) (Buildset, []Bu
 	if err != nil {
 		return Buildset{}, nil, fmt.Errorf("store: add buildset: %w", err)
 	}
-	hashes := make([]string, len(nb.SourceStamps))
-	for i, ss := range nb.SourceStamps {
-		hashes[i] = ssHash(ss)
+	state, err := encodeState(nb.State)
+	if err != nil {
+		return Buildset{}, nil, fmt.Errorf("store: add buildset: %w", err)
 	}
 	at := orNow(nb.SubmittedAt)
 	atArg := at.UnixMicro()
+	var parent any
+	if nb.ParentBuildID != 0 {
+		parent = nb.ParentBuildID
+	}
 
 	var bs Buildset
 	var reqs []BuildRequest
 	err = s.write(ctx, 0, func(tx *wtx) error {
 		bs = Buildset{Reason: nb.Reason, SubmittedAt: fromMicros(sql.NullInt64{Int64: atArg, Valid: true}),
-			Results: result.None, Properties: decoded}
+			Results: result.None, Properties: decoded,
+			ParentBuildID: nb.ParentBuildID, ParentRelationship: nb.ParentRelationship}
 		reqs = make([]BuildRequest, 0, len(nb.BuilderIDs))
-		if err := tx.queryRow(`INSERT INTO buildsets (reason, submitted_at) VALUES (?, ?) RETURNING id`,
-			nb.Reason, atArg).Scan(&bs.ID); err != nil {
+		if err := tx.queryRow(`INSERT INTO buildsets (reason, submitted_at, parent_buildid, parent_relationship)
+			VALUES (?, ?, ?, ?) RETURNING id`, nb.Reason, atArg, parent, nb.ParentRelationship).Scan(&bs.ID); err != nil {
 			return err
 		}
 		for i, ss := range nb.SourceStamps {
-			err := tx.queryRow(`SELECT id FROM sourcestamps WHERE ss_hash = ?`, hashes[i]).Scan(&ss.ID)
-			if err == sql.ErrNoRows {
-				err = tx.queryRow(`INSERT INTO sourcestamps (ss_hash, codebase, repository, branch, revision, project, created_at)
-					VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-					hashes[i], ss.Codebase, ss.Repository, ss.Branch, ss.Revision, ss.Project, atArg).Scan(&ss.ID)
+			if ss.Patch != nil {
+				p := *ss.Patch
+				if err := tx.queryRow(`INSERT INTO patches (patchlevel, patch, author, comment, subdir)
+					VALUES (?, ?, ?, ?, ?) RETURNING id`, p.Level, p.Body, p.Author, p.Comment, p.Subdir).Scan(&p.ID); err != nil {
+					return fmt.Errorf("source stamp %d: patch: %w", i, err)
+				}
+				ss.Patch = &p
 			}
+			var err error
+			ss.ID, err = tx.sourceStamp(ssHash(ss), ss, atArg)
 			if err != nil {
 				return fmt.Errorf("source stamp %d: %w", i, err)
 			}
@@ -91,6 +120,20 @@ func (s *Store) AddBuildset(ctx context.Context, nb NewBuildset) (Buildset, []Bu
 				return fmt.Errorf("source stamp %d: %w", i, err)
 			}
 			bs.SourceStamps = append(bs.SourceStamps, ss)
+		}
+		for _, id := range nb.ChangeIDs {
+			if _, err := tx.exec(`INSERT INTO buildset_changes (buildsetid, changeid) VALUES (?, ?)
+				ON CONFLICT DO NOTHING`, bs.ID, id); err != nil {
+				return fmt.Errorf("change %d: %w", id, err)
+			}
+		}
+		if nb.Scheduler != "" {
+			if err := tx.forgetSchedulerChanges(nb.Scheduler, nb.ChangeIDs); err != nil {
+				return fmt.Errorf("consume changes of %s: %w", nb.Scheduler, err)
+			}
+		}
+		if err := tx.setState(state); err != nil {
+			return err
 		}
 		for _, p := range props {
 			if _, err := tx.exec(`INSERT INTO buildset_properties (buildsetid, property_name, property_value, source)
@@ -133,15 +176,20 @@ func sortSourceStamps(sss []SourceStamp) []SourceStamp {
 func (s *Store) GetBuildset(ctx context.Context, id int64) (Buildset, error) {
 	bs := Buildset{ID: id}
 	var submitted, completeAt, results sql.NullInt64
-	err := s.queryRow(ctx, `SELECT reason, submitted_at, complete, complete_at, results FROM buildsets WHERE id = ?`, id).
-		Scan(&bs.Reason, &submitted, &bs.Complete, &completeAt, &results)
+	var parent sql.NullInt64
+	err := s.queryRow(ctx, `SELECT reason, submitted_at, complete, complete_at, results, parent_buildid, parent_relationship
+		FROM buildsets WHERE id = ?`, id).
+		Scan(&bs.Reason, &submitted, &bs.Complete, &completeAt, &results, &parent, &bs.ParentRelationship)
+	bs.ParentBuildID = parent.Int64
 	if err != nil {
 		return Buildset{}, fmt.Errorf("store: get buildset %d: %w", id, notFound(err))
 	}
 	bs.SubmittedAt, bs.CompleteAt, bs.Results = fromMicros(submitted), fromMicros(completeAt), fromResult(results)
 
-	rows, err := s.query(ctx, `SELECT ss.id, ss.codebase, ss.repository, ss.branch, ss.revision, ss.project
+	rows, err := s.query(ctx, `SELECT ss.id, ss.codebase, ss.repository, ss.branch, ss.revision, ss.project,
+		p.id, p.patchlevel, p.patch, p.author, p.comment, p.subdir
 		FROM buildset_sourcestamps bss JOIN sourcestamps ss ON ss.id = bss.sourcestampid
+		LEFT JOIN patches p ON p.id = ss.patchid
 		WHERE bss.buildsetid = ? ORDER BY ss.codebase, ss.id`, id)
 	if err != nil {
 		return Buildset{}, fmt.Errorf("store: get buildset %d: source stamps: %w", id, err)
@@ -149,8 +197,16 @@ func (s *Store) GetBuildset(ctx context.Context, id int64) (Buildset, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var ss SourceStamp
-		if err := rows.Scan(&ss.ID, &ss.Codebase, &ss.Repository, &ss.Branch, &ss.Revision, &ss.Project); err != nil {
+		var pid, plevel sql.NullInt64
+		var pbody []byte
+		var pauthor, pcomment, psubdir sql.NullString
+		if err := rows.Scan(&ss.ID, &ss.Codebase, &ss.Repository, &ss.Branch, &ss.Revision, &ss.Project,
+			&pid, &plevel, &pbody, &pauthor, &pcomment, &psubdir); err != nil {
 			return Buildset{}, fmt.Errorf("store: get buildset %d: source stamps: %w", id, err)
+		}
+		if pid.Valid {
+			ss.Patch = &Patch{ID: pid.Int64, Level: int(plevel.Int64), Body: pbody,
+				Author: pauthor.String, Comment: pcomment.String, Subdir: psubdir.String}
 		}
 		bs.SourceStamps = append(bs.SourceStamps, ss)
 	}
@@ -399,6 +455,7 @@ func (s *Store) CollapseRequest(ctx context.Context, id int64, reason string, at
 // endPending completes a pending request with res and reason.
 func (s *Store) endPending(ctx context.Context, id int64, res result.Result, reason string, at time.Time) (bsComplete bool, err error) {
 	at = orNow(at)
+	var done bsDone
 	err = s.write(ctx, 0, func(tx *wtx) error {
 		var complete bool
 		var claimed sql.NullInt64
@@ -416,10 +473,14 @@ func (s *Store) endPending(ctx context.Context, id int64, res result.Result, rea
 		if _, err := tx.exec(`UPDATE buildrequests SET cancel_reason = ? WHERE id = ?`, reason, id); err != nil {
 			return err
 		}
-		bsComplete, err = completeRequestTx(tx, id, res, at)
+		done, err = completeRequestTx(tx, id, res, at)
 		return err
 	})
-	return bsComplete, err
+	if err != nil {
+		return false, err
+	}
+	s.buildsetDone(done)
+	return done.complete, nil
 }
 
 // CompleteRequest records request id's result. When it is the last
@@ -432,34 +493,43 @@ func (s *Store) CompleteRequest(ctx context.Context, id int64, r result.Result, 
 		return false, fmt.Errorf("store: complete request %d: no result", id)
 	}
 	at = orNow(at)
+	var done bsDone
 	err = s.write(ctx, 0, func(tx *wtx) error {
 		var err error
-		bsComplete, err = completeRequestTx(tx, id, r, at)
+		done, err = completeRequestTx(tx, id, r, at)
 		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("store: complete request %d: %w", id, err)
 	}
-	return bsComplete, nil
+	s.buildsetDone(done)
+	return done.complete, nil
+}
+
+// bsDone says whether completing a request completed its buildset.
+type bsDone struct {
+	complete bool
+	id       int64
+	results  result.Result
 }
 
 // completeRequestTx is CompleteRequest inside a write transaction.
-func completeRequestTx(tx *wtx, id int64, r result.Result, at time.Time) (bsComplete bool, err error) {
+func completeRequestTx(tx *wtx, id int64, r result.Result, at time.Time) (bsDone, error) {
 	var bsid int64
-	err = tx.queryRow(`SELECT buildsetid FROM buildrequests WHERE id = ? AND complete = 0`, id).Scan(&bsid)
+	err := tx.queryRow(`SELECT buildsetid FROM buildrequests WHERE id = ? AND complete = 0`, id).Scan(&bsid)
 	if err == sql.ErrNoRows {
-		return false, tx.missingOr(ErrAlreadyFinished, `SELECT 1 FROM buildrequests WHERE id = ?`, id)
+		return bsDone{}, tx.missingOr(ErrAlreadyFinished, `SELECT 1 FROM buildrequests WHERE id = ?`, id)
 	}
 	if err != nil {
-		return false, err
+		return bsDone{}, err
 	}
 	if _, err := tx.exec(`UPDATE buildrequests SET complete = 1, complete_at = ?, results = ? WHERE id = ?`,
 		micros(at), resultArg(r), id); err != nil {
-		return false, err
+		return bsDone{}, err
 	}
 	rows, err := tx.query(`SELECT complete, results FROM buildrequests WHERE buildsetid = ?`, bsid)
 	if err != nil {
-		return false, err
+		return bsDone{}, err
 	}
 	defer rows.Close()
 	worst := result.None
@@ -467,20 +537,20 @@ func completeRequestTx(tx *wtx, id int64, r result.Result, at time.Time) (bsComp
 		var complete bool
 		var res sql.NullInt64
 		if err := rows.Scan(&complete, &res); err != nil {
-			return false, err
+			return bsDone{}, err
 		}
 		if !complete {
-			return false, rows.Close() // the buildset is still running
+			return bsDone{}, rows.Close() // the buildset is still running
 		}
 		worst = result.Worst(worst, fromResult(res))
 	}
 	if err := rows.Err(); err != nil {
-		return false, err
+		return bsDone{}, err
 	}
 	rows.Close()
 	if _, err := tx.exec(`UPDATE buildsets SET complete = 1, complete_at = ?, results = ? WHERE id = ?`,
 		micros(at), resultArg(worst), bsid); err != nil {
-		return false, err
+		return bsDone{}, err
 	}
-	return true, nil
+	return bsDone{complete: true, id: bsid, results: worst}, nil
 }

@@ -22,6 +22,7 @@ var migrations = []migration{
 	{2, "why a request was cancelled", execAll([]string{
 		`ALTER TABLE buildrequests ADD COLUMN cancel_reason TEXT`,
 	})},
+	{3, "changes, scheduler state, triggered buildsets and patches", execAll(schemaV3)},
 }
 
 // execAll returns a migration that runs stmts in order.
@@ -295,4 +296,45 @@ var schemaV1 = []string{
 	)`,
 	`CREATE UNIQUE INDEX users_identifier ON users (identifier)`,
 	`CREATE UNIQUE INDEX users_username ON users (username)`,
+}
+
+// schemaV3 is what commit-triggered builds need.
+var schemaV3 = []string{
+	// GetState, ObjectState, SetState. Objects are named by kind and name,
+	// such as "poller:https://…" or "scheduler:nightly".
+	`CREATE TABLE object_state (
+		object TEXT NOT NULL,
+		name TEXT NOT NULL,
+		value TEXT NOT NULL,
+		PRIMARY KEY (object, name)
+	)`,
+	// Changes a scheduler classified and has not built yet (Buildbot's
+	// scheduler_changes, by scheduler name rather than object id).
+	`CREATE TABLE scheduler_changes (
+		scheduler TEXT NOT NULL,
+		changeid INTEGER NOT NULL REFERENCES changes (id),
+		important SMALLINT NOT NULL,
+		PRIMARY KEY (scheduler, changeid)
+	)`,
+	// The changes a buildset builds: BuildsetChanges.
+	`CREATE TABLE buildset_changes (
+		buildsetid INTEGER NOT NULL REFERENCES buildsets (id),
+		changeid INTEGER NOT NULL REFERENCES changes (id),
+		PRIMARY KEY (buildsetid, changeid)
+	)`,
+	// Foreign key lookups, and the builds of a change.
+	`CREATE INDEX buildset_changes_changeid ON buildset_changes (changeid)`,
+	`ALTER TABLE buildsets ADD COLUMN parent_buildid INTEGER REFERENCES builds (id)`,
+	`ALTER TABLE buildsets ADD COLUMN parent_relationship TEXT NOT NULL DEFAULT ''`,
+	// ChildBuildsets.
+	`CREATE INDEX buildsets_parent_buildid ON buildsets (parent_buildid) WHERE parent_buildid IS NOT NULL`,
+	`CREATE TABLE patches (
+		id INTEGER PRIMARY KEY,
+		patchlevel INTEGER NOT NULL,
+		patch BLOB NOT NULL,
+		author TEXT NOT NULL DEFAULT '',
+		comment TEXT NOT NULL DEFAULT '',
+		subdir TEXT NOT NULL DEFAULT ''
+	)`,
+	`ALTER TABLE sourcestamps ADD COLUMN patchid INTEGER REFERENCES patches (id)`,
 }

@@ -75,6 +75,7 @@ type Property struct {
 type SourceStamp struct {
 	ID                                              int64
 	Codebase, Repository, Branch, Revision, Project string
+	Patch                                           *Patch // nil: none
 }
 
 // Builder is a configured builder. Builders are never deleted: a builder that
@@ -106,6 +107,10 @@ type Buildset struct {
 	Results      result.Result
 	Properties   map[string]Property
 	SourceStamps []SourceStamp // ordered by codebase, then id
+	// ParentBuildID is the build whose trigger step made the buildset, 0
+	// for none; ParentRelationship names the link (the triggering step).
+	ParentBuildID      int64
+	ParentRelationship string
 }
 
 // BuildRequest asks for one build on one builder.
@@ -175,6 +180,8 @@ type Store struct {
 
 	rmu    sync.Mutex
 	rstmts map[string]*sql.Stmt // prepared statements on rdb, by query
+
+	bsHook func(id int64, results result.Result) // OnBuildsetComplete
 }
 
 // readConns is the size of the read pool. SQLite readers in WAL mode do not
