@@ -22,8 +22,8 @@ type Change struct {
 	Category                    string
 	Repository, Codebase        string
 	Project                     string
-	Files                       []string
-	Properties                  map[string]Property
+	Files                       []string            // never nil when read
+	Properties                  map[string]Property // never nil when read
 	SourceStampID               int64 // set by AddChanges; ignored on input
 }
 
@@ -146,7 +146,6 @@ type encodedChange struct {
 	props       string
 	when        int64
 	ssHash      string
-	decodedProp map[string]Property
 }
 
 // AddChanges stores cs, in order, and state, in one transaction, so that a
@@ -183,6 +182,7 @@ func (s *Store) AddChanges(ctx context.Context, cs []Change, state ...StateValue
 			return nil, fmt.Errorf("store: add changes: properties: %w", err)
 		}
 		e.props = string(b)
+		e.c.Files = append([]string{}, c.Files...)
 		if e.c.Properties, err = decodeProps(props); err != nil {
 			return nil, fmt.Errorf("store: add changes: %w", err)
 		}
@@ -252,6 +252,10 @@ func scanChange(r rowScanner) (Change, error) {
 	if err := json.Unmarshal([]byte(props), &pm); err != nil {
 		return Change{}, fmt.Errorf("change %d properties: %w", c.ID, err)
 	}
+	if c.Files == nil {
+		c.Files = []string{}
+	}
+	c.Properties = map[string]Property{}
 	if len(pm) > 0 {
 		eps := make([]encodedProp, 0, len(pm))
 		for name, vs := range pm {
