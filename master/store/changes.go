@@ -24,7 +24,7 @@ type Change struct {
 	Project                     string
 	Files                       []string            // never nil when read
 	Properties                  map[string]Property // never nil when read
-	SourceStampID               int64 // set by AddChanges; ignored on input
+	SourceStampID               int64               // set by AddChanges; ignored on input
 }
 
 // StateValue is one named value of an object's state (a poller's last
@@ -141,11 +141,11 @@ func (s *Store) ObjectState(ctx context.Context, object string) (map[string]json
 
 // encodedChange is a change ready for its row.
 type encodedChange struct {
-	c           Change
-	files       string
-	props       string
-	when        int64
-	ssHash      string
+	c      Change
+	files  string
+	props  string
+	when   int64
+	ssHash string
 }
 
 // AddChanges stores cs, in order, and state, in one transaction, so that a
