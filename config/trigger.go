@@ -7,12 +7,8 @@ import (
 	"go.starlark.net/starlark"
 )
 
-// TriggerNotImplemented is the state string (and log line) of a trigger
-// step at build time until commit-triggered builds exist.
-const TriggerNotImplemented = "the trigger step runs with commit-triggered builds (not implemented yet)"
-
-// triggerStepKind is trigger(schedulers, ...). Only its configuration is
-// checked for now; at build time the step ends EXCEPTION.
+// triggerStepKind is trigger(schedulers, ...): it asks triggerable
+// schedulers for buildsets and, with wait_for_finish, waits for them.
 var triggerStepKind = &stepKind{
 	name: "trigger",
 	params: []param{

@@ -108,8 +108,7 @@ func (s *stepRun) runAction(ctx context.Context, stdio *logSink, sc *config.Step
 	case *config.GitAction:
 		return s.git(ctx, stdio, sc, a) // git.go
 	case *config.TriggerAction:
-		stdio.header(ctx, config.TriggerNotImplemented)
-		return result.Exception, config.TriggerNotImplemented
+		return s.trigger(ctx, stdio, a) // trigger.go
 	}
 	return result.Exception, fmt.Sprintf("unsupported step kind %q", sc.Action.Kind())
 }

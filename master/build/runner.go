@@ -52,6 +52,8 @@ type Runner struct {
 	Locks StepLocker
 	// Queue is told of requests collapsed into a build; may be nil.
 	Queue Queue
+	// Triggerer runs trigger steps; nil makes them end EXCEPTION.
+	Triggerer Triggerer
 
 	mu       sync.Mutex
 	running  map[int64]*run // by build id

@@ -289,6 +289,15 @@ func (s *Store) GetRequest(ctx context.Context, id int64) (BuildRequest, error) 
 	return br, nil
 }
 
+// BuildsetRequests returns the requests of buildset bsid, in id order.
+func (s *Store) BuildsetRequests(ctx context.Context, bsid int64) ([]BuildRequest, error) {
+	brs, err := s.listRequests(ctx, `SELECT `+requestCols+` WHERE br.buildsetid = ? ORDER BY br.id`, bsid)
+	if err != nil {
+		return nil, fmt.Errorf("store: requests of buildset %d: %w", bsid, err)
+	}
+	return brs, nil
+}
+
 // RequestFilter selects requests for ListRequests.
 type RequestFilter struct {
 	BuilderID   int64 // 0: all builders
