@@ -15,8 +15,21 @@ type buildData struct {
 	Build   store.Build
 	Running bool
 	Reason  string
-	Props   []propertyRow // sorted by name
-	Steps   []stepRow     // hidden steps left out, as Buildbot does
+	Props   []propertyRow  // sorted by name
+	Steps   []stepRow      // hidden steps left out, as Buildbot does
+	Changes []store.Change // what the build builds, oldest first
+	// Parent is the build whose trigger step started this one, if any;
+	// Children are the builds this one's trigger steps started.
+	Parent   *store.Build
+	Children []childRow
+}
+
+// childRow is one request of a buildset a trigger step started: its
+// build once it has one (the latest, after retries).
+type childRow struct {
+	Step    string // the trigger step's name
+	Request store.BuildRequest
+	Build   *store.Build
 }
 
 type propertyRow struct {
@@ -57,6 +70,17 @@ func (s *Server) buildPage(w http.ResponseWriter, r *http.Request) error {
 			return lookupErr(err, "buildset %d", bd.BuildsetID)
 		}
 		d.Reason = bs.Reason
+		if d.Changes, err = st.BuildsetChanges(ctx, bs.ID); err != nil {
+			return fmt.Errorf("changes of build %d: %w", bd.ID, err)
+		}
+		if bs.ParentBuildID != 0 {
+			if p, err := st.GetBuild(ctx, bs.ParentBuildID); err == nil {
+				d.Parent = &p
+			}
+		}
+	}
+	if d.Children, err = children(r, st, bd.ID); err != nil {
+		return err
 	}
 
 	props, err := st.BuildProperties(ctx, bd.ID)
@@ -83,4 +107,32 @@ func (s *Server) buildPage(w http.ResponseWriter, r *http.Request) error {
 		d.Steps = append(d.Steps, stepRow{Step: sp, Logs: logs})
 	}
 	return s.render(w, http.StatusOK, "build", d)
+}
+
+// children lists the requests of the buildsets build id triggered.
+func children(r *http.Request, st *store.Store, id int64) ([]childRow, error) {
+	ctx := r.Context()
+	sets, err := st.ChildBuildsets(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("buildsets triggered by build %d: %w", id, err)
+	}
+	var out []childRow
+	for _, bs := range sets {
+		reqs, err := st.BuildsetRequests(ctx, bs.ID)
+		if err != nil {
+			return nil, fmt.Errorf("buildsets triggered by build %d: %w", id, err)
+		}
+		for _, req := range reqs {
+			row := childRow{Step: bs.ParentRelationship, Request: req}
+			builds, err := st.ListBuilds(ctx, store.BuildFilter{RequestID: req.ID, Limit: 1})
+			if err != nil {
+				return nil, fmt.Errorf("builds of request %d: %w", req.ID, err)
+			}
+			if len(builds) > 0 {
+				row.Build = &builds[0]
+			}
+			out = append(out, row)
+		}
+	}
+	return out, nil
 }

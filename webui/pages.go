@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,12 @@ func mustParsePages(a *assets) *pageSet {
 		"buildURL": func(b store.Build) string {
 			return fmt.Sprintf("/builders/%d/builds/%d", b.BuilderID, b.Number)
 		},
+		"short": shortRevision,
+		"firstLine": func(s string) string {
+			first, _, _ := strings.Cut(s, "\n")
+			return first
+		},
+		"join":  func(ss []string) string { return strings.Join(ss, "\n") },
 		"prop":  propertyText,
 		"label": schedulerLabel,
 	}
@@ -109,4 +116,13 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, data any
 	w.WriteHeader(status)
 	_, _ = buf.WriteTo(w) // a write error means the client left
 	return nil
+}
+
+// shortRevision abbreviates a git hash as git does; other revisions (svn
+// numbers, tags) are shown whole.
+func shortRevision(rev string) string {
+	if len(rev) == 40 && strings.Trim(rev, "0123456789abcdef") == "" {
+		return rev[:7]
+	}
+	return rev
 }

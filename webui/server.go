@@ -60,6 +60,8 @@ func (s *Server) routes() http.Handler {
 	api.Handle("GET /api/v2/buildrequests", s.api(s.listRequests))
 	api.Handle("GET /api/v2/buildrequests/{id}", s.api(s.getRequest))
 	api.Handle("GET /api/v2/masters", s.api(s.listMasters))
+	api.Handle("GET /api/v2/buildsets", s.api(s.listBuildsets))
+	api.Handle("GET /api/v2/buildsets/{id}", s.api(s.getBuildset))
 	api.Handle("GET /api/v2/forceschedulers", s.api(s.listForceSchedulers))
 	api.Handle("POST /api/v2/forceschedulers/{scheduler}", s.rpc(s.force))
 

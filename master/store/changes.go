@@ -422,32 +422,7 @@ func (t *wtx) forgetSchedulerChanges(scheduler string, ids []int64) error {
 
 // ChildBuildsets returns the buildsets a build triggered, oldest first.
 func (s *Store) ChildBuildsets(ctx context.Context, parentBuildID int64) ([]Buildset, error) {
-	rows, err := s.query(ctx, `SELECT id FROM buildsets WHERE parent_buildid = ? ORDER BY id`, parentBuildID)
-	if err != nil {
-		return nil, fmt.Errorf("store: buildsets of build %d: %w", parentBuildID, err)
-	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("store: buildsets of build %d: %w", parentBuildID, err)
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: buildsets of build %d: %w", parentBuildID, err)
-	}
-	out := make([]Buildset, 0, len(ids))
-	for _, id := range ids {
-		bs, err := s.GetBuildset(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, bs)
-	}
-	return out, nil
+	return s.buildsets(ctx, `SELECT id FROM buildsets WHERE parent_buildid = ? ORDER BY id`, parentBuildID)
 }
 
 // OnBuildsetComplete sets fn to be called, after the commit, each time a
@@ -461,4 +436,46 @@ func (s *Store) buildsetDone(d bsDone) {
 	if d.complete && s.bsHook != nil {
 		s.bsHook(d.id, d.results)
 	}
+}
+
+// BuildsetFilter selects buildsets for ListBuildsets.
+type BuildsetFilter struct {
+	Before int64 // keyset pagination: only ids < Before; 0: no bound
+	Limit  int   // 0: 100; at most 1000
+}
+
+// ListBuildsets returns one page of buildsets, newest first, each as
+// GetBuildset returns it.
+func (s *Store) ListBuildsets(ctx context.Context, f BuildsetFilter) ([]Buildset, error) {
+	return s.buildsets(ctx, `SELECT id FROM buildsets WHERE id < ? ORDER BY id DESC LIMIT ?`, beforeArg(f.Before), pageLimit(f.Limit))
+}
+
+// buildsets reads the buildsets whose ids query returns, in its order.
+func (s *Store) buildsets(ctx context.Context, query string, args ...any) ([]Buildset, error) {
+	rows, err := s.query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list buildsets: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: list buildsets: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list buildsets: %w", err)
+	}
+	out := make([]Buildset, 0, len(ids))
+	for _, id := range ids {
+		bs, err := s.GetBuildset(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bs)
+	}
+	return out, nil
 }
