@@ -85,6 +85,15 @@ func (s *stepRun) git(ctx context.Context, stdio *logSink, sc *config.Step, a *c
 	}
 
 	work := g.dir(sc.Workdir)
+	var src *gitDir // method "copy"'s source checkout
+	if a.Method == "copy" {
+		src = g.dir(gitSourceDir)
+		if s.within(work.path, src.path) || s.within(src.path, work.path) {
+			msg := fmt.Sprintf("the workdir %s overlaps %s, where method \"copy\" keeps its source checkout; give the step another workdir", work.path, src.path)
+			stdio.header(ctx, msg)
+			return result.Failure, "workdir is the copy source"
+		}
+	}
 	g.private = s.besidePath(work.path)
 	defer func() { res, state = g.cleanup(res, state) }()
 
@@ -93,13 +102,7 @@ func (s *stepRun) git(ctx context.Context, stdio *logSink, sc *config.Step, a *c
 			return res, state
 		}
 	}
-	if a.Method == "copy" {
-		src := g.dir(gitSourceDir)
-		if s.within(work.path, src.path) || s.within(src.path, work.path) {
-			msg := fmt.Sprintf("the workdir %s is where method \"copy\" keeps its source checkout; give the step another workdir", work.path)
-			stdio.header(ctx, msg)
-			return result.Failure, "workdir is the copy source"
-		}
+	if src != nil {
 		if res, state := g.copy(src, work); res != result.Success {
 			return res, state
 		}
@@ -562,8 +565,12 @@ func (d *gitDir) applyPatch(p *store.Patch, head string) (result.Result, string)
 // patchSubdir checks a patch's subdirectory: relative, inside the
 // checkout. It returns it with forward slashes, as git apply wants.
 func patchSubdir(sub string) (string, bool) {
-	sub = strings.Trim(strings.ReplaceAll(sub, `\`, "/"), "/")
-	if sub == "" || strings.HasPrefix(sub, "/") || (len(sub) > 1 && sub[1] == ':') {
+	sub = strings.ReplaceAll(sub, `\`, "/")
+	if strings.HasPrefix(sub, "/") || (len(sub) > 1 && sub[1] == ':') {
+		return "", false
+	}
+	sub = strings.TrimRight(sub, "/")
+	if sub == "" {
 		return "", false
 	}
 	for _, part := range strings.Split(sub, "/") {
