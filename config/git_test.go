@@ -19,6 +19,12 @@ func TestGitParse(t *testing.T) {
 		if a.RepoR != nil {
 			a.Repo, a.RepoR = "R:"+a.RepoR.String(), nil
 		}
+		if a.SSHKeyR != nil {
+			a.SSHKey, a.SSHKeyR = "R:"+a.SSHKeyR.String(), nil
+		}
+		if a.SSHKnownHostsR != nil {
+			a.SSHKnownHosts, a.SSHKnownHostsR = "R:"+a.SSHKnownHostsR.String(), nil
+		}
 		got[s.Name] = a
 	}
 	const repo = "https://example.org/proj.git"
@@ -30,6 +36,11 @@ func TestGitParse(t *testing.T) {
 		"token":   {Repo: `R:interpolate("https://ci:%(secret:token)s@example.org/proj.git")`, Mode: "incremental", Depth: 50, Codebase: "proj"},
 		"secret":  {Repo: `R:secret("repo_url")`, Mode: "incremental"},
 		"nohalt":  {Repo: "git@example.org:proj.git", Mode: "incremental"},
+		"copy": {Repo: "git@example.org:proj.git", Mode: "full", Method: "copy", RetryFetch: 1, ClobberOnFailure: true,
+			SSHKey: `R:secret("deploy-key")`, SSHKnownHosts: "example.org ssh-ed25519 AAAAC3Nza"},
+		"plainkey": {Repo: "ssh://git@example.org/proj.git", Mode: "incremental", RetryFetch: 3,
+			SSHKey:        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n",
+			SSHKnownHosts: `R:interpolate("%(prop:known_hosts)s")`},
 	}
 	for name, w := range want {
 		if got[name] != w {

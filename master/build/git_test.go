@@ -1,6 +1,9 @@
 package build
 
-import "testing"
+import (
+	"os/exec"
+	"testing"
+)
 
 func TestRedactRepo(t *testing.T) {
 	for _, tc := range []struct{ repo, in, want string }{
@@ -18,5 +21,41 @@ func TestRedactRepo(t *testing.T) {
 	}
 	if got := shortSHA("0123456789abcdef"); got != "0123456" {
 		t.Errorf("shortSHA = %q", got)
+	}
+}
+
+func TestPatchSubdir(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"sub", "sub", true},
+		{"sub/dir/", "sub/dir", true},
+		{`sub\dir`, "sub/dir", true},
+		{"/etc", "", false},
+		{"../x", "", false},
+		{"a/../../x", "", false},
+		{"C:/x", "", false},
+		{"/", "", false},
+	} {
+		got, ok := patchSubdir(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("patchSubdir(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestShellQuote runs what shellQuote makes through sh, as git does with
+// GIT_SSH_COMMAND.
+func TestShellQuote(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	for _, s := range []string{"/plain/path", "/with space/key", "it's", `a"b$c\d` + "`e`", ""} {
+		out, err := exec.Command(sh, "-c", "printf %s "+shellQuote(s)).Output()
+		if err != nil || string(out) != s {
+			t.Errorf("sh sees %q (%v), want %q", out, err, s)
+		}
 	}
 }

@@ -55,7 +55,7 @@ func (r *gitRepo) commit(msg string, files map[string]string) string {
 }
 
 // TestGitStep runs git() against real repositories: clobber clones,
-// incremental and fresh updates, a revision asked by property, a missing
+// incremental, fresh and copy updates, a revision asked by property, a missing
 // revision, credentials kept out of the log; and a trigger() step, which
 // ends EXCEPTION until commit-triggered builds exist.
 func TestGitStep(t *testing.T) {
@@ -83,6 +83,10 @@ builder("fresh", workers=["w1"], steps=[
     git(%[1]q, mode="full", method="fresh", branch="main"),
     shell(%[3]q, name="probe"),
 ])
+builder("copy", workers=["w1"], steps=[
+    git(%[1]q, mode="full", method="copy", retry_fetch=1, clobber_on_failure=True),
+    shell(%[3]q, name="probe"),
+])
 builder("rev", workers=["w1"], steps=[
     git(%[1]q, shallow=True),
     shell("cat hello.txt", name="show"),
@@ -94,7 +98,7 @@ builder("trig", workers=["w1"], steps=[
     trigger(["later"]),
 ])
 triggerable("later", builders=["clobber"])
-force_scheduler("force", builders=["clobber", "incr", "fresh", "rev", "cred", "trig"])
+force_scheduler("force", builders=["clobber", "incr", "fresh", "copy", "rev", "cred", "trig"])
 `, repo.dir, "file://"+repo.dir, probe, freePort(t)))
 	m.startWorker(t, "w1", "pw1", filepath.Join(dir, "worker"))
 
@@ -159,14 +163,14 @@ force_scheduler("force", builders=["clobber", "incr", "fresh", "rev", "cred", "t
 	})
 
 	t.Run("incremental and fresh", func(t *testing.T) {
-		for _, builder := range []string{"incr", "fresh"} {
+		for _, builder := range []string{"incr", "fresh", "copy"} {
 			_, steps := run(t, builder, 0)
 			if log := m.stepLog(t, steps["probe"].ID); !strings.Contains(log, "hello one") || !strings.Contains(log, "JUNK-ABSENT") {
 				t.Errorf("%s: first probe:\n%s", builder, log)
 			}
 		}
 		second := repo.commit("second", map[string]string{"hello.txt": "hello two\n"})
-		for _, tc := range []struct{ builder, junk string }{{"incr", "JUNK-PRESENT"}, {"fresh", "JUNK-ABSENT"}} {
+		for _, tc := range []struct{ builder, junk string }{{"incr", "JUNK-PRESENT"}, {"fresh", "JUNK-ABSENT"}, {"copy", "JUNK-ABSENT"}} {
 			b, steps := run(t, tc.builder, 0)
 			wantState(t, steps["git"], 0, "checked out "+second[:7])
 			if got := gotRevision(t, b.ID); got != second {

@@ -608,7 +608,13 @@ func (c *downloadFile) Run(ctx context.Context, s Sender) error {
 	defer cancel()
 
 	var perr error
-	tmp, err := createTempBeside(c.path)
+	// With a mode asked (a private key, say) the data is never readable
+	// by others while it arrives; install then sets the mode.
+	perm := fs.FileMode(0o666)
+	if c.hasMode {
+		perm = 0o600
+	}
+	tmp, err := createTempBeside(c.path, perm)
 	if err != nil {
 		res.fail("Cannot open file '%s' for download: %s", c.path, strerror(err))
 	} else {
@@ -712,10 +718,10 @@ func (c *downloadFile) install(tmp *os.File) error {
 }
 
 // createTempBeside creates path's directory if needed and an empty
-// temporary file in it. The file is created with mode 0666 so that the
-// umask applies, as it does to Python's open(path, "wb"); os.CreateTemp
-// would make it 0600.
-func createTempBeside(path string) (*os.File, error) {
+// temporary file in it, with perm less the umask. Downloads without a
+// mode use 0666 so that the umask applies, as it does to Python's
+// open(path, "wb"); os.CreateTemp would make it 0600.
+func createTempBeside(path string, perm fs.FileMode) (*os.File, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
 	}
@@ -725,7 +731,7 @@ func createTempBeside(path string) (*os.File, error) {
 	}
 	for {
 		name := filepath.Join(dir, fmt.Sprintf(".starforge-download-%016x.part", rand.Uint64()))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 		if errors.Is(err, fs.ErrExist) {
 			continue // a 64-bit collision: astronomically rare, just retry
 		}

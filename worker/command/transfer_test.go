@@ -402,6 +402,39 @@ func TestDownloadFileOutcomes(t *testing.T) {
 	}
 }
 
+// TestDownloadFileModePrivateWhileWriting checks that a download with a
+// mode (an ssh key the git step sends) is not readable by others while its
+// data arrives, and gets its mode at the end.
+func TestDownloadFileModePrivateWhileWriting(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Unix permission modes")
+	}
+	env := fakeEnv(t)
+	dir := filepath.Join(env.Basedir, "keys")
+	dest := filepath.Join(dir, "key")
+	var seen []os.FileMode
+	m := &fakeMaster{download: strings.NewReader(strings.Repeat("k", 40)), hook: func(op string, n int) {
+		if op != proto.OpReadFile || n != 2 {
+			return
+		}
+		tmps, _ := filepath.Glob(filepath.Join(dir, ".starforge-download-*"))
+		for _, p := range tmps {
+			if fi, err := os.Stat(p); err == nil {
+				seen = append(seen, fi.Mode().Perm())
+			}
+		}
+	}}
+	if err := runOnFake(t, env, m, "download_file", proto.Args{"path": dest, "blocksize": 16, "maxsize": nil, "mode": 0o640}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0]&0o077 != 0 {
+		t.Errorf("temporary file modes while writing: %v, want one, private to its owner", seen)
+	}
+	if fi, err := os.Stat(dest); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("final file: %v, %v; want mode 0640", fi, err)
+	}
+}
+
 func TestDownloadFileFailures(t *testing.T) {
 	env := fakeEnv(t)
 	// The destination is a directory: nothing is read, the reader is closed.
