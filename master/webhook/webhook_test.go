@@ -794,3 +794,40 @@ func TestIsUnknownPoller(t *testing.T) {
 		t.Error("plain error taken for an unknown poller")
 	}
 }
+
+// BenchmarkGitHubPush measures a signed two-commit GitHub push, from the
+// request to the reply, the changes stored in SQLite.
+func BenchmarkGitHubPush(b *testing.B) {
+	st, err := store.Open(filepath.Join(b.TempDir(), "state.sqlite"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "gh-hook"), []byte(secrets["gh-hook"]), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cfg := &config.Config{SecretProviders: []config.SecretProvider{&config.SecretsDir{Dir: dir}}, ChangeHooks: hooks()}
+	srv := httptest.NewServer(New(Options{Hooks: func() *config.Config { return cfg }, Sink: st}))
+	defer srv.Close()
+	body, err := os.ReadFile("testdata/github_push.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sig := hubSignature(secrets["gh-hook"], body)
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/change_hook/github", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-Hub-Signature-256", sig)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}
