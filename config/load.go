@@ -271,6 +271,7 @@ func (l *loader) config(abs string) *Config {
 		Files:      l.files,
 
 		SecretProviders: l.secretProviders,
+		ChangeHooks:     l.changeHooks(),
 	}
 	if l.master != nil {
 		cfg.Master = *l.master

@@ -31,6 +31,7 @@ type fakeMaster struct {
 	forceErr error // returned by Force if set
 	stopErr  error // returned by StopBuild if set
 	config   ConfigStatus
+	added    int // AddChanges calls
 }
 
 type stopCall struct {
@@ -93,6 +94,19 @@ func (m *fakeMaster) ConfigStatus() ConfigStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.config
+}
+
+func (m *fakeMaster) AddChanges(ctx context.Context, cs []store.Change, state ...store.StateValue) ([]store.Change, error) {
+	m.mu.Lock()
+	m.added++
+	m.mu.Unlock()
+	return m.st.AddChanges(ctx, cs, state...)
+}
+
+func (m *fakeMaster) addCalls() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.added
 }
 
 // statusErr is a master error carrying an HTTP status.

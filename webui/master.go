@@ -39,6 +39,10 @@ type Master interface {
 	// ConfigStatus says which configuration is in force, when it was
 	// loaded, and how the last reconfig went.
 	ConfigStatus() ConfigStatus
+	// AddChanges stores changes sent through the API (as
+	// store.Store.AddChanges: all or none) and lets the schedulers see
+	// them. The web UI has already checked every change.
+	AddChanges(ctx context.Context, cs []store.Change, state ...store.StateValue) ([]store.Change, error)
 }
 
 // ConfigStatus is the configuration's state as the API shows it.

@@ -13,12 +13,15 @@ type Options struct {
 	// Logger receives errors that cannot be shown to the client (store
 	// failures, panics). Nil discards them.
 	Logger *slog.Logger
+	// ChangeHook, if set, serves /change_hook/ (the webhooks).
+	ChangeHook http.Handler
 }
 
 // Server serves the web UI and REST API of one master.
 type Server struct {
 	m       Master
 	log     *slog.Logger
+	hook    http.Handler
 	pages   *pageSet
 	assets  *assets
 	handler http.Handler
@@ -27,7 +30,7 @@ type Server struct {
 // New returns a Server for m. It panics if the embedded templates do not
 // parse, which is a build defect caught by the package's tests.
 func New(m Master, opts Options) *Server {
-	s := &Server{m: m, log: opts.Logger}
+	s := &Server{m: m, log: opts.Logger, hook: opts.ChangeHook}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -64,9 +67,13 @@ func (s *Server) routes() http.Handler {
 	api.Handle("GET /api/v2/buildsets/{id}", s.api(s.getBuildset))
 	api.Handle("GET /api/v2/forceschedulers", s.api(s.listForceSchedulers))
 	api.Handle("POST /api/v2/forceschedulers/{scheduler}", s.rpc(s.force))
+	s.changeRoutes(api)
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/", jsonFallback(api))
+	if s.hook != nil {
+		mux.Handle("/change_hook/", s.hook)
+	}
 	mux.Handle("GET /static/", s.assets)
 	mux.Handle("GET /{$}", s.page(s.homePage))
 	mux.Handle("GET /builders/{builder}", s.page(s.builderPage))

@@ -41,6 +41,7 @@ var commands = []command{
 	{"master", "run the master daemon", runMaster},
 	{"checkconfig", "check a master.star and summarise it", runCheckconfig},
 	{"force", "queue a build through the REST API", runForce},
+	{"sendchange", "send a change to the master through the REST API", runSendchange},
 	{"reconfig", "make a running master load its configuration again", runReconfig},
 	{"stop", "stop a running master, letting running builds finish", runStop},
 	{"version", "print the version", runVersion},
