@@ -23,16 +23,6 @@ func (s *Server) changeRoutes(api *http.ServeMux) {
 	api.Handle("GET /api/v2/builds/{build}/changes", s.api(s.buildChanges))
 }
 
-type sourceStampJSON struct {
-	SSID       int64     `json:"ssid"`
-	Branch     *string   `json:"branch"`
-	Revision   *string   `json:"revision"`
-	Repository string    `json:"repository"`
-	Project    string    `json:"project"`
-	Codebase   string    `json:"codebase"`
-	Patch      *struct{} `json:"patch"` // always null: changes carry no patch
-}
-
 type changeJSON struct {
 	ChangeID      int64             `json:"changeid"`
 	Author        string            `json:"author"`
@@ -77,14 +67,8 @@ func toChangeJSON(c store.Change) changeJSON {
 		Properties:    props,
 		// The store makes a change's source stamp from the change's own
 		// fields, so they need no lookup.
-		SourceStamp: sourceStampJSON{
-			SSID:       c.SourceStampID,
-			Branch:     nullString(c.Branch),
-			Revision:   nullString(c.Revision),
-			Repository: c.Repository,
-			Project:    c.Project,
-			Codebase:   c.Codebase,
-		},
+		SourceStamp: toSourceStampJSON(store.SourceStamp{ID: c.SourceStampID, Codebase: c.Codebase,
+			Repository: c.Repository, Branch: c.Branch, Revision: c.Revision, Project: c.Project}),
 	}
 }
 
