@@ -51,6 +51,7 @@ var builtins = append([]*builtin{
 	{newSignature("env", envParams), builtinEnv},
 	{newSignature("secrets_dir", secretsDirParams), builtinSecretsDir},
 	{newSignature("secrets_env", secretsEnvParams), builtinSecretsEnv},
+	{newSignature("git_poller", gitPollerParams), builtinGitPoller},
 }, append(stepBuiltins(), forceParamBuiltins()...)...)
 
 // predeclare returns the predeclared names of master.star for this load.

@@ -39,6 +39,8 @@ type Config struct {
 	Users         []*User // in declaration order
 	Roles         []*Role // declared with role(); see Role(name) for the built-in ones
 
+	GitPollers []*GitPoller // git_poller(), in declaration order
+
 	// Files lists the absolute path of every local file the configuration
 	// read, the main file first, then the files it load()ed in the order they
 	// were first loaded. Files of the @starforge// library are not listed.
