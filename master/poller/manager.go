@@ -107,7 +107,7 @@ type entry struct {
 	poller *Poller
 	kick   chan struct{} // buffered: a poll is wanted
 	cancel context.CancelFunc
-	done   chan struct{} // closed when the goroutine has returned
+	done   chan struct{}   // closed when the goroutine has returned
 	after  <-chan struct{} // the goroutine of the entry this one replaced
 
 	mu      sync.Mutex
