@@ -57,7 +57,7 @@ const MaxNewCommits = 100
 // maxWalk bounds the commits examined to find a ref's new commits, so that
 // a new branch with an unrelated history of a million commits costs a
 // bounded time.
-const maxWalk = 20 * MaxNewCommits
+const maxWalk = 100 * MaxNewCommits
 
 // stateRepo is the name, in a poller's object state, of the repository URL
 // its revisions belong to; the other names are ref names ("refs/heads/main")

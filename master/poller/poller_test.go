@@ -451,3 +451,23 @@ func TestPollErrors(t *testing.T) {
 		t.Errorf("missing secret: err = %v", err)
 	}
 }
+
+// TestNewBranchFromOldCommit checks that a new branch made from a commit
+// far back in a long known history yields only its own commits: the walk
+// must reach the branch point through the known history.
+func TestNewBranchFromOldCommit(t *testing.T) {
+	r := newRepo(t)
+	r.fileCommit("base")
+	r.fastCommits("main", 400)
+	e := newEnv(t)
+	cfg := pollerCfg("p", r.dir)
+	cfg.AllBranches = true
+	p := e.poller(cfg)
+	e.poll(p)
+
+	r.git("checkout", "-q", "-b", "old", "main~350")
+	c := r.fileCommit("on-old")
+	if got := revisions(e.poll(p).Changes); !slices.Equal(got, []string{"old:" + c}) {
+		t.Errorf("got %v, want only the new branch's commit", got)
+	}
+}

@@ -120,9 +120,12 @@ func (w *walk) anyNew() bool {
 // order returns the new commits that head reaches through new commits,
 // parents before children (first parents first).
 func (w *walk) order(head *object.Commit) []*object.Commit {
+	// A commit queued but never taken from the queue is new only as far
+	// as the walk knows: it stopped at maxWalk before seeing whether a
+	// known commit reaches it. Those are left out.
 	isNew := func(h plumbing.Hash) bool {
 		f := w.flags[h]
-		return f&seen != 0 && f&known == 0
+		return f&expanded != 0 && f&known == 0
 	}
 	if !isNew(head.Hash) {
 		return nil
@@ -139,8 +142,6 @@ func (w *walk) order(head *object.Commit) []*object.Commit {
 		if top.next < len(top.c.ParentHashes) {
 			ph := top.c.ParentHashes[top.next]
 			top.next++
-			// A parent that was never queued lies beyond where the walk
-			// stopped (maxWalk); it is left out.
 			if pc := w.commits[ph]; pc != nil && isNew(ph) && !done[ph] {
 				done[ph] = true
 				stack = append(stack, frame{c: pc})
