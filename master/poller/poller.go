@@ -6,6 +6,10 @@
 // changes, together with the revisions it has now seen, to a Sink that
 // stores both in one transaction. A Manager runs the pollers of a
 // configuration on their intervals.
+//
+// Remotes over https, http, ssh and git:// need nothing but go-git. Local
+// paths and file:// URLs need the git program: go-git's file transport runs
+// git-upload-pack.
 package poller
 
 import (
