@@ -52,6 +52,7 @@ var builtins = append([]*builtin{
 	{newSignature("secrets_dir", secretsDirParams), builtinSecretsDir},
 	{newSignature("secrets_env", secretsEnvParams), builtinSecretsEnv},
 	{newSignature("change_hook", changeHookParams), builtinChangeHook},
+	{newSignature("git_poller", gitPollerParams), builtinGitPoller},
 }, append(stepBuiltins(), forceParamBuiltins()...)...)
 
 // predeclare returns the predeclared names of master.star for this load.

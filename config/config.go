@@ -40,6 +40,7 @@ type Config struct {
 	Roles         []*Role // declared with role(); see Role(name) for the built-in ones
 
 	ChangeHooks []*ChangeHook // change_hook(), in declaration order
+	GitPollers  []*GitPoller  // git_poller(), in declaration order
 
 	// Files lists the absolute path of every local file the configuration
 	// read, the main file first, then the files it load()ed in the order they
