@@ -17,10 +17,14 @@ import (
 	"time"
 
 	"github.com/starforge/starforge/config"
+	"github.com/starforge/starforge/internal/clock"
 	"github.com/starforge/starforge/master/build"
 	"github.com/starforge/starforge/master/dispatch"
+	"github.com/starforge/starforge/master/poller"
 	"github.com/starforge/starforge/master/registry"
+	"github.com/starforge/starforge/master/scheduler"
 	"github.com/starforge/starforge/master/store"
+	"github.com/starforge/starforge/master/webhook"
 	"github.com/starforge/starforge/plugins/star"
 	"github.com/starforge/starforge/webui"
 )
@@ -41,15 +45,17 @@ type Options struct {
 
 // Master is a running master. Its methods are safe for concurrent use.
 type Master struct {
-	opts  Options
-	log   *slog.Logger
-	cfg   atomic.Pointer[config.Config]
-	store *store.Store
-	reg   *registry.Registry
-	disp  *dispatch.Dispatcher
-	run   *build.Runner
-	web   *webui.Server
-	props *buildsetProps // buildset properties for builder functions
+	opts    Options
+	log     *slog.Logger
+	cfg     atomic.Pointer[config.Config]
+	store   *store.Store
+	reg     *registry.Registry
+	disp    *dispatch.Dispatcher
+	run     *build.Runner
+	web     *webui.Server
+	props   *buildsetProps // buildset properties for builder functions
+	sched   *scheduler.Manager
+	pollers *poller.Manager
 
 	unlock func() // releases the basedir lock
 
@@ -144,7 +150,15 @@ func New(opts Options) (*Master, error) {
 		Logger:      m.log,
 	})
 	m.run.Sessions = m.reg
-	m.web = webui.New(m, webui.Options{Logger: m.log})
+	m.sched = scheduler.New(scheduler.Options{Store: st, Queue: m.disp, Clock: clock.Real, Logger: m.log})
+	st.OnBuildsetComplete(m.sched.BuildsetComplete)
+	m.run.Triggerer = triggerer{m}
+	m.pollers = poller.NewManager(poller.Options{
+		Dir: filepath.Join(abs, "gitpoller"), Sink: m, State: st, Clock: clock.Real, Logger: m.log,
+		Secret: func(name string) (string, error) { return m.Config().Secret(name) },
+	})
+	hooks := webhook.New(webhook.Options{Hooks: m.Config, Sink: m, Poller: pollers{m.pollers}, Logger: m.log})
+	m.web = webui.New(m, webui.Options{Logger: m.log, ChangeHook: hooks})
 	return m, nil
 }
 
@@ -264,6 +278,8 @@ func (m *Master) Reconfig(ctx context.Context) (ReconfigResult, error) {
 	}
 	old := m.cfg.Swap(cfg)
 	m.disp.SetConfig(dispatchConfig(cfg, m.props))
+	m.sched.SetConfig(cfg)
+	m.pollers.SetConfig(cfg.GitPollers)
 	m.mu.Lock()
 	m.status.LoadedAt, m.status.Summary = now, cfg.Summary()
 	m.mu.Unlock()
@@ -425,6 +441,24 @@ func (m *Master) Run(ctx context.Context) error {
 	go func() { m.disp.Run(dctx); close(dispatched) }()
 	m.disp.SetConfig(dispatchConfig(cfg, m.props))
 	m.disp.Add(pending...)
+
+	// Schedulers before change sources: a change the pollers find at launch
+	// must meet its scheduler.
+	sctx, stopSources := context.WithCancel(context.Background())
+	var sources sync.WaitGroup
+	m.sched.SetConfig(cfg)
+	sources.Go(func() {
+		if err := m.sched.Run(sctx); err != nil && !errors.Is(err, context.Canceled) {
+			m.log.Error("schedulers stopped", "err", err)
+		}
+	})
+	m.pollers.SetConfig(cfg.GitPollers)
+	sources.Go(func() {
+		if err := m.pollers.Run(sctx); err != nil && !errors.Is(err, context.Canceled) {
+			m.log.Error("pollers stopped", "err", err)
+		}
+	})
+	defer func() { stopSources(); sources.Wait() }()
 
 	workerSrv := &http.Server{Handler: m.reg, ReadHeaderTimeout: 10 * time.Second}
 	webSrv := &http.Server{Handler: m.web.Handler(), ReadHeaderTimeout: 10 * time.Second}
