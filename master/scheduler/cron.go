@@ -87,7 +87,7 @@ func (c cron) dayMatches(d time.Time) bool {
 	}
 	dom, dow := c.dom.Match(d.Day()), c.dow.Match(int(d.Weekday()))
 	if c.dom.Any || c.dow.Any {
-		return dom || dow
+		return dom && dow
 	}
 	return dom || dow
 }

@@ -875,3 +875,29 @@ any_branch_scheduler("a", ["b"])
 		}
 	}
 }
+
+// A force scheduler's buildsets are added by the master, not the Manager:
+// its dependents act when such a buildset completes.
+func TestDependentOfForceScheduler(t *testing.T) {
+	e := newEnv(t, `
+force_scheduler("f", ["b"])
+dependent("after-force", "f", ["c"])
+`)
+	ctx := context.Background()
+	b, err := e.st.GetBuilderByName(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, reqs, err := e.st.AddBuildset(ctx, store.NewBuildset{BuilderIDs: []int64{b.ID}, Reason: "forced",
+		SourceStamps: []store.SourceStamp{{}},
+		Properties:   map[string]store.Property{"scheduler": {Value: "f", Source: "Scheduler"}, "owner": {Value: "me", Source: "Force Build Form"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.complete(built{bs: bs, reqs: reqs}, result.Success)
+	down := e.next()
+	if down.reqs[0].BuilderName != "c" || down.bs.Properties["owner"].Value != "me" || down.bs.Properties["scheduler"].Value != "after-force" {
+		t.Errorf("dependent buildset %+v", down.bs)
+	}
+	e.none()
+}
