@@ -84,6 +84,7 @@ type Manager struct {
 	scheds map[string]*entry
 	order  []string // scheduler names, in declaration order
 	retryT *timer
+	swept  bool // the state of schedulers removed while the master was down is dropped
 }
 
 // entry is one running scheduler.
@@ -296,6 +297,9 @@ func (m *Manager) apply(ctx context.Context) {
 	for _, sc := range cfg.Schedulers {
 		want[sc.SchedulerName()] = sc
 	}
+	if !m.swept {
+		m.sweep(ctx, want)
+	}
 	for _, name := range slices.Sorted(maps.Keys(m.scheds)) {
 		e := m.scheds[name]
 		sc, ok := want[name]
@@ -331,6 +335,29 @@ func (m *Manager) apply(ctx context.Context) {
 		m.scheds[name] = e
 		m.start(ctx, name, e)
 	}
+}
+
+// sweep drops, at the first configuration, what the store keeps of
+// schedulers that are not in it: they were removed while the master was
+// down, and one coming back later must start afresh, not build every
+// change since.
+func (m *Manager) sweep(ctx context.Context, want map[string]config.Scheduler) {
+	names, err := m.st.StoredSchedulers(ctx)
+	if err != nil {
+		m.log.Error("scheduler: list the schedulers with stored state", "err", err)
+		return
+	}
+	for _, name := range names {
+		if _, ok := want[name]; ok {
+			continue
+		}
+		if err := m.forget(ctx, name); err != nil {
+			m.log.Error("scheduler removed while the master was down: drop its state", "scheduler", name, "err", err)
+			return
+		}
+		m.log.Info("scheduler removed while the master was down: its kept changes and state are dropped", "scheduler", name)
+	}
+	m.swept = true
 }
 
 func newSched(m *Manager, sc config.Scheduler) sched {
@@ -373,7 +400,7 @@ func stateful(kind string) bool {
 }
 
 // objName is the store object holding scheduler name's state.
-func objName(name string) string { return "scheduler:" + name }
+func objName(name string) string { return store.SchedulerStatePrefix + name }
 
 // start loads e's state and starts it. The state of a scheduler that had
 // another kind under the same name is dropped first.

@@ -901,3 +901,22 @@ dependent("after-force", "f", ["c"])
 	}
 	e.none()
 }
+
+// A scheduler removed while the master was down loses its state at start:
+// back later, it does not build the changes made meanwhile.
+func TestRemovedWhileDown(t *testing.T) {
+	e := newEnv(t, `single_branch_scheduler("main", ["b"], branch = "main", tree_stable_timer = "1m")`)
+	e.change(onMain("r1"))
+	e.stop()
+	e.cfg = e.load(`triggerable("t", ["b"])`)
+	e.restart()
+	ctx := context.Background()
+	if names, _ := e.st.StoredSchedulers(ctx); len(names) != 0 {
+		t.Errorf("stored schedulers after the restart: %q", names)
+	}
+	e.advance(time.Hour)
+	e.store(onMain("r2"))
+	e.reconfig(`single_branch_scheduler("main", ["b"], branch = "main", tree_stable_timer = "1m")`)
+	e.advance(time.Hour)
+	e.none()
+}
