@@ -128,7 +128,6 @@ type Status struct {
 type event struct {
 	config bool
 	poll   bool
-	retry  bool
 	timer  *timer
 	done   *completion
 	flush  chan struct{}
@@ -273,8 +272,6 @@ func (m *Manager) handle(ctx context.Context, ev event) {
 		m.poll(ctx)
 	case ev.poll:
 		m.poll(ctx)
-	case ev.retry:
-		m.retry(ctx)
 	case ev.timer != nil:
 		if ev.timer.live {
 			ev.timer.live = false
