@@ -200,7 +200,6 @@ func (o observer) CommandStarted(id int64, s store.Step, cmd string) {
 }
 
 func (o observer) BuildFinished(b store.Build) {
-	o.m.log.Info("build finished", "builder", b.BuilderName, "number", b.Number, "build", b.ID, "result", b.Results.String())
 	if x := o.m.opts.Observer; x != nil {
 		x.BuildFinished(b)
 	}

@@ -223,6 +223,9 @@ single_branch_scheduler("stable", builders=["stable"], branch="main", tree_stabl
 	}
 	if b := m.builds(t, "each")[0]; m.buildProperty(t, b.ID, "got_revision") != c4 {
 		t.Errorf("after the push, each built %v, want %s", m.buildProperty(t, b.ID, "got_revision"), c4)
+		for _, s := range m.steps(t, b.ID) {
+			t.Logf("step %s: %s\n%s", s.Name, s.StateString, m.stepLog(t, s.ID))
+		}
 	}
 }
 

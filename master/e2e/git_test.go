@@ -56,8 +56,7 @@ func (r *gitRepo) commit(msg string, files map[string]string) string {
 
 // TestGitStep runs git() against real repositories: clobber clones,
 // incremental, fresh and copy updates, a revision asked by property, a missing
-// revision, credentials kept out of the log; and a trigger() step, which
-// ends EXCEPTION until commit-triggered builds exist.
+// revision, credentials kept out of the log.
 func TestGitStep(t *testing.T) {
 	git := testenv.LookPath(t, "git", "git")
 	dir := t.TempDir()
@@ -94,11 +93,7 @@ builder("rev", workers=["w1"], steps=[
 builder("cred", workers=["w1"], steps=[
     git(interpolate("http://ci:s3cr3t-t0ken@127.0.0.1:%[4]d/%%(prop:buildername)s.git")),
 ])
-builder("trig", workers=["w1"], steps=[
-    trigger(["later"]),
-])
-triggerable("later", builders=["clobber"])
-force_scheduler("force", builders=["clobber", "incr", "fresh", "copy", "rev", "cred", "trig"])
+force_scheduler("force", builders=["clobber", "incr", "fresh", "copy", "rev", "cred"])
 `, repo.dir, "file://"+repo.dir, probe, freePort(t)))
 	m.startWorker(t, "w1", "pw1", filepath.Join(dir, "worker"))
 
@@ -230,12 +225,4 @@ force_scheduler("force", builders=["clobber", "incr", "fresh", "copy", "rev", "c
 		}
 	})
 
-	t.Run("trigger", func(t *testing.T) {
-		const msg = "the trigger step runs with commit-triggered builds (not implemented yet)"
-		_, steps := run(t, "trig", resException)
-		wantState(t, steps["trigger"], resException, msg)
-		if log := m.stepLog(t, steps["trigger"].ID); !strings.Contains(log, msg) {
-			t.Errorf("trigger log:\n%s", log)
-		}
-	})
 }

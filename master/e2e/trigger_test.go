@@ -18,7 +18,7 @@ builder("parent", workers=["w1"], steps=[
     trigger(["kids"], wait_for_finish=True, set_properties={"flavour": interpolate("from-%(prop:buildername)s")}),
 ])
 builder("parent-nowait", workers=["w1"], steps=[trigger(["kids"])])
-builder("child-ok", workers=["w1"], steps=[shell("echo flavour=%(prop:flavour)s", name="show")])
+builder("child-ok", workers=["w1"], steps=[shell(interpolate("echo flavour=%(prop:flavour)s"), name="show")])
 builder("child-bad", workers=["w1"], steps=[shell("exit 1", name="fail")])
 triggerable("kids", builders=["child-ok", "child-bad"])
 force_scheduler("force", builders=["parent", "parent-nowait"])
