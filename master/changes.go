@@ -11,6 +11,7 @@ import (
 	"github.com/starforge/starforge/master/result"
 	"github.com/starforge/starforge/master/scheduler"
 	"github.com/starforge/starforge/master/store"
+	"github.com/starforge/starforge/webui"
 )
 
 // AddChanges stores changes, with the state of the change source that
@@ -96,4 +97,24 @@ func (p pollers) PollNow(ctx context.Context, name string) error {
 		return unknownPoller{err}
 	}
 	return err
+}
+
+// Pollers implements webui.Master.
+func (m *Master) Pollers() []webui.PollerState {
+	st := m.pollers.Status()
+	out := make([]webui.PollerState, len(st))
+	for i, s := range st {
+		out[i] = webui.PollerState(s)
+	}
+	return out
+}
+
+// Schedulers implements webui.Master.
+func (m *Master) Schedulers() []webui.SchedulerState {
+	st := m.sched.Status()
+	out := make([]webui.SchedulerState, len(st))
+	for i, s := range st {
+		out[i] = webui.SchedulerState(s)
+	}
+	return out
 }

@@ -444,17 +444,17 @@ func (m *Master) Run(ctx context.Context) error {
 
 	// Schedulers before change sources: a change the pollers find at launch
 	// must meet its scheduler.
-	sctx, stopSources := context.WithCancel(context.Background())
+	srcCtx, stopSources := context.WithCancel(context.Background())
 	var sources sync.WaitGroup
 	m.sched.SetConfig(cfg)
 	sources.Go(func() {
-		if err := m.sched.Run(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := m.sched.Run(srcCtx); err != nil && !errors.Is(err, context.Canceled) {
 			m.log.Error("schedulers stopped", "err", err)
 		}
 	})
 	m.pollers.SetConfig(cfg.GitPollers)
 	sources.Go(func() {
-		if err := m.pollers.Run(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := m.pollers.Run(srcCtx); err != nil && !errors.Is(err, context.Canceled) {
 			m.log.Error("pollers stopped", "err", err)
 		}
 	})

@@ -78,3 +78,55 @@ func TestTriggeredBuildsShown(t *testing.T) {
 		}
 	}
 }
+
+// TestChangesPage checks that the changes page and the API show what the
+// pollers and schedulers are doing and the latest changes.
+func TestChangesPage(t *testing.T) {
+	f := newFixture(t)
+	next := time.Now().Add(3 * time.Minute)
+	f.m.mu.Lock()
+	f.m.pollers = []PollerState{
+		{Name: "app", Repo: "https://git.example.org/app.git", Interval: 5 * time.Minute, LastPoll: time.Now().Add(-time.Minute),
+			NextPoll: next, Refs: map[string]string{"refs/heads/main": "abc"}},
+		{Name: "broken", Repo: "https://git.example.org/gone.git", Interval: time.Minute, LastError: "list refs: authentication required"},
+	}
+	f.m.schedulers = []SchedulerState{
+		{Name: "main", Kind: "single_branch_scheduler", Builders: []string{"linux"}, Waiting: "tree stable until 12:03:05 (3 changes)", Pending: 3},
+		{Name: "nightly", Kind: "nightly", Builders: []string{"linux"}, Error: "database is locked"},
+	}
+	f.m.mu.Unlock()
+	if _, err := f.st.AddChanges(context.Background(), []store.Change{{Author: "Ada", Comments: "Speed up the parser", Branch: "main", Revision: "r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, page := f.get(t, "/changes")
+	for _, want := range []string{"https://git.example.org/app.git", "every 5m", "watching 1 ref", "authentication required",
+		"tree stable until 12:03:05 (3 changes)", "database is locked", "Speed up the parser"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("changes page lacks %q", want)
+		}
+	}
+	var sch struct {
+		Schedulers []struct {
+			Name    string  `json:"name"`
+			Waiting *string `json:"waiting"`
+			Pending int     `json:"pending_changes"`
+		} `json:"schedulers"`
+	}
+	f.getJSON(t, "/api/v2/schedulers", &sch)
+	if len(sch.Schedulers) != 2 || sch.Schedulers[0].Pending != 3 || sch.Schedulers[1].Waiting != nil {
+		t.Errorf("schedulers = %+v", sch.Schedulers)
+	}
+	var src struct {
+		Sources []struct {
+			Name      string            `json:"name"`
+			LastError *string           `json:"last_error"`
+			Refs      map[string]string `json:"refs"`
+			Interval  float64           `json:"interval"`
+		} `json:"changesources"`
+	}
+	f.getJSON(t, "/api/v2/changesources", &src)
+	if len(src.Sources) != 2 || src.Sources[0].Refs["refs/heads/main"] != "abc" || src.Sources[0].Interval != 300 ||
+		src.Sources[1].LastError == nil || src.Sources[1].Refs == nil {
+		t.Errorf("change sources = %+v", src.Sources)
+	}
+}

@@ -31,7 +31,10 @@ type fakeMaster struct {
 	forceErr error // returned by Force if set
 	stopErr  error // returned by StopBuild if set
 	config   ConfigStatus
-	added    int // AddChanges calls
+
+	pollers    []PollerState
+	schedulers []SchedulerState
+	added      int // AddChanges calls
 }
 
 type stopCall struct {
@@ -101,6 +104,18 @@ func (m *fakeMaster) AddChanges(ctx context.Context, cs []store.Change, state ..
 	m.added++
 	m.mu.Unlock()
 	return m.st.AddChanges(ctx, cs, state...)
+}
+
+func (m *fakeMaster) Pollers() []PollerState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.pollers)
+}
+
+func (m *fakeMaster) Schedulers() []SchedulerState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.schedulers)
 }
 
 func (m *fakeMaster) addCalls() int {

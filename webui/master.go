@@ -43,6 +43,33 @@ type Master interface {
 	// store.Store.AddChanges: all or none) and lets the schedulers see
 	// them. The web UI has already checked every change.
 	AddChanges(ctx context.Context, cs []store.Change, state ...store.StateValue) ([]store.Change, error)
+	// Pollers is the state of the git pollers, in name order.
+	Pollers() []PollerState
+	// Schedulers is the state of the schedulers, in declaration order.
+	Schedulers() []SchedulerState
+}
+
+// PollerState is what a git poller is doing, as the changes page shows it.
+type PollerState struct {
+	Name, Repo string
+	Interval   time.Duration // 0: polls only at launch and when asked
+	Polling    bool          // a poll is running or waiting for a slot
+	LastPoll   time.Time     // zero if none has finished
+	LastError  string        // why the last poll failed; "" if it succeeded
+	NextPoll   time.Time     // zero if none is scheduled
+	Refs       map[string]string
+}
+
+// SchedulerState is what a scheduler waits for.
+type SchedulerState struct {
+	Name     string
+	Kind     string // the builtin that declared it
+	Builders []string
+	Waiting  string    // for people: "tree stable until 12:03:05 (3 changes)"
+	Next     time.Time // when it acts next by itself; zero if only an event will
+	Pending  int       // changes kept and not built yet
+	LastRun  time.Time // periodic and nightly: when it last ran
+	Error    string    // what last went wrong, while it does
 }
 
 // ConfigStatus is the configuration's state as the API shows it.

@@ -20,7 +20,7 @@ type pageSet struct {
 
 // pageNames are the files under templates/ that are pages (layout.html
 // holds what they share).
-var pageNames = []string{"home", "builder", "build", "workers", "queue", "error"}
+var pageNames = []string{"home", "builder", "build", "workers", "queue", "changes", "error"}
 
 func mustParsePages(a *assets) *pageSet {
 	funcs := template.FuncMap{
@@ -43,6 +43,7 @@ func mustParsePages(a *assets) *pageSet {
 			return fmt.Sprintf("/builders/%d/builds/%d", b.BuilderID, b.Number)
 		},
 		"short": shortRevision,
+		"every": every,
 		"firstLine": func(s string) string {
 			first, _, _ := strings.Cut(s, "\n")
 			return first

@@ -64,6 +64,8 @@ func (s *Server) routes() http.Handler {
 	api.Handle("GET /api/v2/buildrequests/{id}", s.api(s.getRequest))
 	api.Handle("GET /api/v2/masters", s.api(s.listMasters))
 	api.Handle("GET /api/v2/buildsets", s.api(s.listBuildsets))
+	api.Handle("GET /api/v2/schedulers", s.api(s.listSchedulers))
+	api.Handle("GET /api/v2/changesources", s.api(s.listChangeSources))
 	api.Handle("GET /api/v2/buildsets/{id}", s.api(s.getBuildset))
 	api.Handle("GET /api/v2/forceschedulers", s.api(s.listForceSchedulers))
 	api.Handle("POST /api/v2/forceschedulers/{scheduler}", s.rpc(s.force))
@@ -80,6 +82,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /builders/{builder}/builds/{number}", s.page(s.buildPage))
 	mux.Handle("GET /workers", s.page(s.workersPage))
 	mux.Handle("GET /queue", s.page(s.queuePage))
+	mux.Handle("GET /changes", s.page(s.changesPage))
 	mux.Handle("GET /badges/{file}", s.page(s.badge))
 	mux.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no page at %s", r.URL.Path)
