@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-bench.out}
 go=${GO:-go}
 {
-	$go test -run '^$' -bench 'RequestToCommand|TrivialBuilds|IdleWorkerRSS' -benchtime 200x ./master/bench/
+	$go test -run '^$' -bench 'RequestToCommand|WebhookToCommand|TrivialBuilds|IdleWorkerRSS' -benchtime 200x ./master/bench/
+	$go test -run '^$' -bench 'PollRound200' -benchtime 10x ./master/poller/
 	$go test -run '^$' -bench '^BenchmarkLogIngest$' -benchtime 5x ./master/bench/
 	$go test -run '^$' -bench 'MasterLogIngest' -benchtime 20x ./master/bench/
 	$go test -run '^$' -bench 'IdleWorkers$' -benchtime 1x ./master/bench/
@@ -27,6 +28,9 @@ printf '\n%-62s %14s   %s\n' "figure (2-core machine)" "measured" "target"
 row() { printf '%-62s %14s   %s\n' "$1" "$2" "$3"; }
 row "request -> first command started, p50" "$(metric RequestToCommand p50-ms) ms" "<= 2 ms"
 row "request -> first command started, p99" "$(metric RequestToCommand p99-ms) ms" "<= 10 ms"
+row "webhook received -> first command started, p50" "$(metric WebhookToCommand p50-ms) ms" "<= 50 ms"
+row "webhook received -> first command started, p99" "$(metric WebhookToCommand p99-ms) ms" ""
+row "one poll round over 200 unchanged repositories" "$(metric PollRound200 ms/round) ms" ""
 row "trivial builds per second, 10 workers" "$(metric TrivialBuilds/workers=10 builds/s)" ""
 row "trivial builds per second, 50 workers" "$(metric TrivialBuilds/workers=50 builds/s)" ">= 500"
 row "log ingest through the master into storage" "$(metric MasterLogIngest log-MB/s) MB/s" ">= 200 MB/s"

@@ -30,6 +30,9 @@ type watcher struct {
 	submitted map[int64]time.Time // request → when forced
 	latency   []time.Duration     // request → first command started
 	finished  chan store.Build
+	// since, when set, times the next build's first command from it
+	// instead of from its request (a webhook's arrival).
+	since time.Time
 }
 
 func newWatcher() *watcher {
@@ -49,6 +52,11 @@ func (w *watcher) CommandStarted(buildID int64, s store.Step, _ string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	req := w.reqOf[buildID]
+	if !w.since.IsZero() && s.Number == 0 {
+		w.latency = append(w.latency, now.Sub(w.since))
+		w.since = time.Time{}
+		return
+	}
 	if t0, ok := w.submitted[req]; ok && s.Number == 0 {
 		w.latency = append(w.latency, now.Sub(t0))
 		delete(w.submitted, req)
