@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a master on a fresh basedir, one local worker, a local git
-# repository, one forced build; the web UI's URL; Ctrl-C stops everything.
+# repository the master polls, one forced build; the web UI's URL; Ctrl-C
+# stops everything. A commit to the repository is built too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -45,6 +46,7 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+export STARFORGE_DEMO_REPO="$repo"
 "$root/bin/starforge" master --basedir "$demo/master" >"$demo/master.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
@@ -64,7 +66,7 @@ fi
 http=$(cat "$demo/master/run/http.addr")
 workers=$(cat "$demo/master/run/worker.addr")
 
-STARFORGE_DEMO_REPO="$repo" "$root/bin/starforge-worker" \
+"$root/bin/starforge-worker" \
 	--master "$workers" --name local-1 --password quickstart-secret \
 	--basedir "$demo/worker" >"$demo/worker.log" 2>&1 &
 pids+=($!)
@@ -77,6 +79,9 @@ cat <<MSG
   Web UI:  http://$http/
   Logs:    $demo/master.log, $demo/worker.log
   Force another build:  $root/bin/starforge force --master http://$http/ --wait hello
+  Commit, and it is built within 10 s:
+    git -C $repo -c user.name=You -c user.email=you@example.invalid commit --allow-empty -m "Try me"
+  Poll at once instead of waiting:  curl -X POST "http://$http/change_hook/poller?poller=hello"
 
   Press Ctrl-C to stop the master and the worker.
 MSG

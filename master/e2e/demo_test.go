@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,7 +104,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("step %s: result %d (%s), want success", s.Name, resultOf(s.Results), s.StateString)
 		}
 	}
-	if got, want := strings.Join(names, " "), "clean checkout describe build test publish"; got != want {
+	if got, want := strings.Join(names, " "), "checkout describe build test publish"; got != want {
 		t.Fatalf("steps %q, want %q", got, want)
 	}
 	if log := dm.stepLog(t, byName["build"].ID); !strings.Contains(log, "compiling unit 10 of 10\n") {
@@ -134,6 +135,43 @@ func TestDemo(t *testing.T) {
 	out, err := again.CombinedOutput()
 	if err != nil || !regexp.MustCompile(`(?m)^build hello #2: success`).Match(out) {
 		t.Errorf("the suggested %q: %v, want build hello #2 to succeed:\n%s", strings.Join(args, " "), err, out)
+	}
+
+	// A commit is built, at exactly its revision, once the poller sees it;
+	// the script tells how to poll at once.
+	line = p.out.wait(t, `^\s*Poll at once instead of waiting:`, time.Second)
+	pollURL := regexp.MustCompile(`"(http://\S+)"`).FindStringSubmatch(line)
+	if pollURL == nil {
+		t.Fatalf("cannot parse the poll URL in %q", line)
+	}
+	repo := newGitRepoAt(t, filepath.Join(demo, "repo"))
+	rev := repo.commit("Try me", map[string]string{"NOTES": "a commit from the demo test\n"})
+	resp, err := http.Post(pollURL[1], "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST %s: %s", pollURL[1], resp.Status)
+	}
+	deadline = time.Now().Add(120 * time.Second)
+	for {
+		var r struct {
+			Builds []build `json:"builds"`
+		}
+		dm.getJSON(t, "api/v2/builders/hello/builds", &r)
+		if len(r.Builds) >= 3 && r.Builds[0].Complete {
+			b := r.Builds[0]
+			if resultOf(b.Results) != 0 || dm.buildProperty(t, b.ID, "got_revision") != rev {
+				t.Errorf("the commit's build: result %d (%s), got_revision %v; want success at %s",
+					resultOf(b.Results), b.StateString, dm.buildProperty(t, b.ID, "got_revision"), rev)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the commit was not built within 120s: %+v", r.Builds)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 
 	// Ctrl-C: the terminal sends SIGINT to the whole foreground group.

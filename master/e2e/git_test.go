@@ -28,6 +28,13 @@ func newGitRepo(t *testing.T, git, dir string) *gitRepo {
 	return r
 }
 
+// newGitRepoAt opens an existing repository (made by someone else) for
+// commits.
+func newGitRepoAt(t *testing.T, dir string) *gitRepo {
+	t.Helper()
+	return &gitRepo{t: t, git: testenv.LookPath(t, "git", "git"), dir: dir}
+}
+
 // run runs git in the repository and returns its trimmed output.
 func (r *gitRepo) run(args ...string) string {
 	r.t.Helper()
