@@ -122,3 +122,25 @@ func loadsConfig(body *ast.BlockStmt) bool {
 	})
 	return yes
 }
+
+// TestReadmeConfigPassesCheckconfig: the README's master.star examples
+// pass `starforge checkconfig`.
+func TestReadmeConfigPassesCheckconfig(t *testing.T) {
+	body, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```python\n(.*?)```").FindAllStringSubmatch(string(body), -1)
+	if len(blocks) == 0 {
+		t.Fatal("README.md has no ```python example; this test assumes it does")
+	}
+	for i, b := range blocks {
+		path := filepath.Join(t.TempDir(), "master.star")
+		if err := os.WriteFile(path, []byte(b[1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if stdout, stderr, code := run(t, "checkconfig", path); code != cli.ExitOK {
+			t.Errorf("README example %d: checkconfig exit %d\n%s%s", i+1, code, stdout, stderr)
+		}
+	}
+}
