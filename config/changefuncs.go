@@ -71,15 +71,7 @@ func (f *ChangeFilter) Match(c ChangeInfo) (bool, error) {
 	if f.Fn == nil {
 		return true, nil
 	}
-	v, err := f.Fn.callFunc(0, c.value())
-	if err != nil {
-		return false, err
-	}
-	ok, isBool := v.(starlark.Bool)
-	if !isBool {
-		return false, f.Fn.fail("returned %s; want True or False", v.Type())
-	}
-	return bool(ok), nil
+	return f.Fn.callBool(0, c.value())
 }
 
 func listMatch(list []string, v string) bool {
@@ -100,13 +92,5 @@ func anyFileMatches(patterns, files []string) bool {
 // CallFileIsImportant calls file_is_important(change); it must return a
 // bool. maxSteps 0 means DefaultDispatchSteps.
 func (f *Func) CallFileIsImportant(c ChangeInfo, maxSteps uint64) (bool, error) {
-	v, err := f.callFunc(maxSteps, c.value())
-	if err != nil {
-		return false, err
-	}
-	ok, isBool := v.(starlark.Bool)
-	if !isBool {
-		return false, f.fail("returned %s; want True or False", v.Type())
-	}
-	return bool(ok), nil
+	return f.callBool(maxSteps, c.value())
 }

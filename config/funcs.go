@@ -132,15 +132,7 @@ func sourcesValue(ss []SourceStamp) starlark.Value {
 // CallCanStart calls can_start(builder, worker, request); it must return a
 // bool.
 func (f *Func) CallCanStart(b BuilderInfo, w WorkerInfo, r RequestInfo, maxSteps uint64) (bool, error) {
-	v, err := f.callFunc(maxSteps, b.value(), w.value(), r.value())
-	if err != nil {
-		return false, err
-	}
-	ok, isBool := v.(starlark.Bool)
-	if !isBool {
-		return false, f.fail("returned %s; want True or False", v.Type())
-	}
-	return bool(ok), nil
+	return f.callBool(maxSteps, b.value(), w.value(), r.value())
 }
 
 // CallNextWorker calls next_worker(builder, workers, request); it must
@@ -225,7 +217,12 @@ func (f *Func) CallNextBuild(b BuilderInfo, rs []RequestInfo, maxSteps uint64) (
 // pending, may be collapsed into the build starting for req1. It must
 // return a bool.
 func (f *Func) CallCollapse(b BuilderInfo, r1, r2 RequestInfo, maxSteps uint64) (bool, error) {
-	v, err := f.callFunc(maxSteps, b.value(), r1.value(), r2.value())
+	return f.callBool(maxSteps, b.value(), r1.value(), r2.value())
+}
+
+// callBool calls f with args; it must return a bool.
+func (f *Func) callBool(maxSteps uint64, args ...starlark.Value) (bool, error) {
+	v, err := f.callFunc(maxSteps, args...)
 	if err != nil {
 		return false, err
 	}

@@ -628,8 +628,9 @@ func (c *call) strDictR(name string) (map[string]string, map[string]Renderable) 
 
 // renderDict merges a dict argument's plain values with its rendered
 // ones, rendering in key order so the first error is always the same.
-func renderDict(plain map[string]string, rs map[string]Renderable, arg string, r func(string, Renderable, string) string) map[string]string {
-	out := make(map[string]string, len(plain)+len(rs))
+// Errors name the value arg["key"], or just "key" when arg is "".
+func renderDict[V any](plain map[string]V, rs map[string]Renderable, arg string, r func(string, Renderable, string) string) map[string]V {
+	out := make(map[string]V, len(plain)+len(rs))
 	for k, v := range plain {
 		out[k] = v
 	}
@@ -639,7 +640,12 @@ func renderDict(plain map[string]string, rs map[string]Renderable, arg string, r
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		out[k] = r("", rs[k], arg+"["+strconv.Quote(k)+"]")
+		what := strconv.Quote(k)
+		if arg != "" {
+			what = arg + "[" + what + "]"
+		}
+		// V is string or any: a rendered value is always a string.
+		out[k] = any(r("", rs[k], what)).(V)
 	}
 	return out
 }

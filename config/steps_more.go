@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -629,13 +628,13 @@ func RenderAction(a StepAction, env *BuildEnv) (StepAction, error) {
 		if a.PropertiesR == nil {
 			return a, nil
 		}
-		return &SetPropertiesAction{kind: a.kind, Properties: renderProps(a.Properties, a.PropertiesR, r)}, err
+		return &SetPropertiesAction{kind: a.kind, Properties: renderDict(a.Properties, a.PropertiesR, "", r)}, err
 	case *TriggerAction:
 		if a.SetPropertiesR == nil {
 			return a, nil
 		}
 		na := *a
-		na.SetProperties, na.SetPropertiesR = renderProps(a.SetProperties, a.SetPropertiesR, r), nil
+		na.SetProperties, na.SetPropertiesR = renderDict(a.SetProperties, a.SetPropertiesR, "", r), nil
 		return &na, err
 	case *FileExistsAction:
 		return &FileExistsAction{File: r(a.File, a.FileR, "file")}, err
@@ -659,22 +658,4 @@ func RenderAction(a StepAction, env *BuildEnv) (StepAction, error) {
 		return &na, err
 	}
 	return a, nil
-}
-
-// renderProps merges fixed property values with rendered ones, rendering in
-// name order so that the first error reported is stable.
-func renderProps(fixed map[string]any, rs map[string]Renderable, r func(string, Renderable, string) string) map[string]any {
-	out := make(map[string]any, len(fixed)+len(rs))
-	for k, v := range fixed {
-		out[k] = v
-	}
-	keys := make([]string, 0, len(rs))
-	for k := range rs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		out[k] = r("", rs[k], strconv.Quote(k))
-	}
-	return out
 }

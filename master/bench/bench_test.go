@@ -176,6 +176,11 @@ force_scheduler("force", builders=["trivial"])
 		f.waitFinished(b, 1)
 	}
 	b.StopTimer()
+	f.reportLatency(b)
+}
+
+// reportLatency reports the percentiles of the latencies the watcher saw.
+func (f *farm) reportLatency(b *testing.B) {
 	f.w.mu.Lock()
 	defer f.w.mu.Unlock()
 	b.ReportMetric(float64(percentile(f.w.latency, 0.50).Microseconds())/1000, "p50-ms")

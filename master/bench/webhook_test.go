@@ -70,8 +70,5 @@ single_branch_scheduler("main", builders=["trivial"], branch="main")
 		f.waitFinished(b, 1)
 	}
 	b.StopTimer()
-	f.w.mu.Lock()
-	defer f.w.mu.Unlock()
-	b.ReportMetric(float64(percentile(f.w.latency, 0.50).Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(percentile(f.w.latency, 0.99).Microseconds())/1000, "p99-ms")
+	f.reportLatency(b)
 }
