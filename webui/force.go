@@ -297,7 +297,7 @@ func (p ForceParam) value(raw any, given bool) (any, error) {
 		}
 		if p.Kind == "choice" && p.Multiple {
 			def, _ := p.Default.([]string)
-			return slices.Clone(def), nil
+			return append([]string{}, def...), nil // [] rather than null when none
 		}
 		return p.Default, nil
 	}
