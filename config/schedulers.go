@@ -526,6 +526,29 @@ func forceParamBuiltins() []*builtin {
 
 var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
 
+// reservedParamNames are force request keys with a meaning of their own
+// (Buildbot reserves the same).
+var reservedParamNames = map[string]bool{"owner": true, "builderNames": true, "builderid": true}
+
+// forceParamKeys returns the force request keys p reads: its name, or for
+// a codebase parameter one per field, "branch" and so on for the default
+// codebase and "<codebase>_branch" and so on for the others (Buildbot's
+// names).
+func forceParamKeys(p *ForceParam) []string {
+	if p.Kind != "codebase" {
+		return []string{p.Name}
+	}
+	var keys []string
+	for _, f := range []string{"branch", "revision", "repository", "project"} {
+		if p.Name == "" {
+			keys = append(keys, f)
+		} else {
+			keys = append(keys, p.Name+"_"+f)
+		}
+	}
+	return keys
+}
+
 func newForceParam(c *call, kind string) starlark.Value {
 	p := &ForceParam{Kind: kind, Pos: c.pos}
 	if kind == "codebase" {
@@ -542,6 +565,9 @@ func newForceParam(c *call, kind string) starlark.Value {
 		p.Name = c.nonEmptyStr("name", def)
 		if p.Name != "" && !paramName.MatchString(p.Name) {
 			c.argErrorf("name", "%q is not a valid property name; want letters, digits, \"_\", \".\" and \"-\", starting with a letter or \"_\"", p.Name)
+		}
+		if reservedParamNames[p.Name] {
+			c.argErrorf("name", "%q is reserved by the force form; choose another name", p.Name)
 		}
 	}
 	p.Label = c.nonEmptyStr("label", p.Name)
@@ -623,6 +649,8 @@ func (c *call) forceParams(name string) []ForceParam {
 	}
 	var out []ForceParam
 	seen := make(map[string]*ForceParam)
+	keys := make(map[string]*ForceParam) // request keys, which codebase fields share with names
+	var username *ForceParam
 	for i := range seq.Len() {
 		e := seq.Index(i)
 		at := name + "[" + strconv.Itoa(i) + "]"
@@ -647,9 +675,41 @@ func (c *call) forceParams(name string) []ForceParam {
 			continue
 		}
 		seen[key] = p
+		if p.Kind == "username" {
+			if username != nil {
+				c.argErrorf(at, "a second username_param (first at %s); one field names who forces the build", username.Pos)
+				continue
+			}
+			username = p
+		}
+		pk := forceParamKeys(p)
+		if k, first := clash(keys, pk); first != nil {
+			c.argErrorf(at, "form field %q is also a field of %s (at %s)", k, describeParam(first), first.Pos)
+			continue
+		}
+		for _, k := range pk {
+			keys[k] = p
+		}
 		if o.ok {
 			out = append(out, *p)
 		}
 	}
 	return out
+}
+
+// clash returns the first of ks that held has, and its parameter; nil if none.
+func clash(held map[string]*ForceParam, ks []string) (string, *ForceParam) {
+	for _, k := range ks {
+		if p := held[k]; p != nil {
+			return k, p
+		}
+	}
+	return "", nil
+}
+
+func describeParam(p *ForceParam) string {
+	if p.Kind == "codebase" {
+		return fmt.Sprintf("codebase_param(%q)", p.Name)
+	}
+	return fmt.Sprintf("%s_param(%q)", p.Kind, p.Name)
 }

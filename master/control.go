@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -33,14 +32,32 @@ func (m *Master) ForceSchedulers() []webui.ForceScheduler {
 	var out []webui.ForceScheduler
 	for _, s := range m.Config().Schedulers {
 		if fs, ok := s.(*config.ForceScheduler); ok {
-			out = append(out, webui.ForceScheduler{Name: fs.Name, Label: fs.Label, Builders: fs.Builders})
+			out = append(out, webForceScheduler(fs))
 		}
 	}
 	return out
 }
 
+// webForceScheduler is fs as the web UI shows and checks it.
+func webForceScheduler(fs *config.ForceScheduler) webui.ForceScheduler {
+	w := webui.ForceScheduler{Name: fs.Name, Label: fs.Label, Builders: fs.Builders}
+	for _, p := range fs.Params {
+		w.Params = append(w.Params, webui.ForceParam{
+			Kind: p.Kind, Name: p.Name, Label: p.Label, Required: p.Required, Default: p.Default,
+			Regex: p.Regex, Choices: p.Choices, Multiple: p.Multiple,
+			Branch: p.Branch, Revision: p.Revision, Repository: p.Repository, Project: p.Project,
+		})
+	}
+	return w
+}
+
 // Force queues a build of the requested builders through a force
-// scheduler. The buildset is stored before Force returns.
+// scheduler. It checks r against the scheduler's declared parameters (see
+// webui.ForceScheduler.Resolve; a mistake is a 400 naming the parameter),
+// sets their values and the free properties as properties with source
+// "Force Build Form", and gives the buildset one source stamp per codebase
+// parameter, or a single empty one when there is none. The buildset is
+// stored before Force returns.
 func (m *Master) Force(ctx context.Context, r webui.ForceRequest) (store.Buildset, []store.BuildRequest, error) {
 	cfg := m.Config()
 	var fs *config.ForceScheduler
@@ -67,34 +84,34 @@ func (m *Master) Force(ctx context.Context, r webui.ForceRequest) (store.Buildse
 		}
 		ids = append(ids, b.ID)
 	}
-	owner := r.Owner
+	fb, err := webForceScheduler(fs).Resolve(r)
+	if err != nil {
+		return store.Buildset{}, nil, err
+	}
+	owner := fb.Owner
 	if owner == "" {
 		owner = "anonymous"
 	}
-	reason := r.Reason
+	reason := fb.Reason
 	if reason == "" {
 		reason = "forced"
 	}
-	props := map[string]store.Property{
-		"scheduler": {Value: fs.Name, Source: "Scheduler"},
-		"owner":     {Value: owner, Source: "Force Build Form"},
-		"reason":    {Value: reason, Source: "Force Build Form"},
+	props := make(map[string]store.Property, len(fb.Properties)+3)
+	for k, v := range fb.Properties {
+		props[k] = store.Property{Value: v, Source: "Force Build Form"}
 	}
-	keys := make([]string, 0, len(r.Properties))
-	for k := range r.Properties {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !validPropName(k) {
-			return store.Buildset{}, nil, badRequest("property name %q: use letters, digits, '_', '-' and '.'", k)
-		}
-		props[k] = store.Property{Value: r.Properties[k], Source: "Force Build Form"}
+	// Set last: neither a parameter nor a free property may change them.
+	props["scheduler"] = store.Property{Value: fs.Name, Source: "Scheduler"}
+	props["owner"] = store.Property{Value: owner, Source: "Force Build Form"}
+	props["reason"] = store.Property{Value: reason, Source: "Force Build Form"}
+	stamps := fb.SourceStamps
+	if len(stamps) == 0 {
+		stamps = []store.SourceStamp{{}}
 	}
 	bs, reqs, err := m.store.AddBuildset(ctx, store.NewBuildset{
 		Reason:       fmt.Sprintf("A build was forced by '%s': %s", owner, reason),
 		Properties:   props,
-		SourceStamps: []store.SourceStamp{{}},
+		SourceStamps: stamps,
 		BuilderIDs:   ids,
 		SubmittedAt:  time.Now(),
 	})
@@ -103,18 +120,6 @@ func (m *Master) Force(ctx context.Context, r webui.ForceRequest) (store.Buildse
 	}
 	m.disp.Add(reqs...)
 	return bs, reqs, nil
-}
-
-func validPropName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if !(c == '_' || c == '-' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-			return false
-		}
-	}
-	return true
 }
 
 func contains(list []string, s string) bool {

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -21,9 +22,13 @@ func (s *Server) listForceSchedulers(w http.ResponseWriter, r *http.Request) err
 
 // POST /api/v2/forceschedulers/{scheduler}, method "force".
 //
-// params: builderNames (the scheduler's builders if absent or empty),
-// reason, owner ("username", as Buildbot's form calls it, is accepted too);
-// every other member is a property whose value must be a string.
+// params, as Buildbot's force form sends them: builderNames (the
+// scheduler's builders if absent or empty), reason, owner ("username", as
+// Buildbot's form calls it, is accepted too), one member per declared
+// parameter by its request key (see ForceRequest.Params), and every other
+// member a free property whose value must be a string. The declared
+// parameters are checked here with ForceScheduler.Resolve, so that a
+// mistake gets a 400 naming it; the master checks them again.
 // The result is [buildsetid, {"<builderid>": buildrequestid, …}].
 func (s *Server) force(r *http.Request, call rpcRequest) (any, error) {
 	name := r.PathValue("scheduler")
@@ -40,9 +45,16 @@ func (s *Server) force(r *http.Request, call rpcRequest) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := ForceRequest{Scheduler: fs.Name, Properties: map[string]string{}}
+	declared := fs.paramKeys()
+	req := ForceRequest{Scheduler: fs.Name, Properties: map[string]string{}, Params: map[string]any{}}
 	var username string
 	for k, raw := range params {
+		if _, ok := declared[k]; ok && k != "builderNames" {
+			if req.Params[k], err = anyParam(k, raw); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		switch k {
 		case "builderNames":
 			if err := json.Unmarshal(raw, &req.Builders); err != nil {
@@ -82,6 +94,10 @@ func (s *Server) force(r *http.Request, call rpcRequest) (any, error) {
 		}
 	}
 
+	if _, err := fs.Resolve(req); err != nil {
+		return nil, rpcErrorf(http.StatusBadRequest, rpcInvalidParams, "force scheduler %q: %s", fs.Name, err)
+	}
+
 	bs, reqs, err := s.m.Force(r.Context(), req)
 	if err != nil {
 		return nil, fmt.Errorf("force scheduler %q: %w", fs.Name, err)
@@ -118,4 +134,16 @@ func (s *Server) buildControl(r *http.Request, call rpcRequest) (any, error) {
 		return nil, fmt.Errorf("stop build %d: %w", b.ID, err)
 	}
 	return nil, nil
+}
+
+// anyParam decodes a declared parameter's value, keeping numbers as
+// json.Number so that large integers stay exact.
+func anyParam(name string, raw json.RawMessage) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, rpcErrorf(http.StatusBadRequest, rpcInvalidParams, "%s: invalid value %s", name, raw)
+	}
+	return v, nil
 }

@@ -237,10 +237,11 @@ func toRequestJSON(r store.BuildRequest, reason string) requestJSON {
 }
 
 type forceSchedulerJSON struct {
-	Name         string   `json:"name"`
-	Label        string   `json:"label"`
-	BuilderNames []string `json:"builder_names"`
-	ButtonName   string   `json:"button_name"`
+	Name         string           `json:"name"`
+	Label        string           `json:"label"`
+	BuilderNames []string         `json:"builder_names"`
+	ButtonName   string           `json:"button_name"`
+	AllFields    []forceFieldJSON `json:"all_fields"`
 }
 
 func toForceSchedulerJSON(f ForceScheduler) forceSchedulerJSON {
@@ -248,7 +249,11 @@ func toForceSchedulerJSON(f ForceScheduler) forceSchedulerJSON {
 	if names == nil {
 		names = []string{}
 	}
-	return forceSchedulerJSON{Name: f.Name, Label: schedulerLabel(f), BuilderNames: names, ButtonName: "Force"}
+	fields := make([]forceFieldJSON, len(f.Params))
+	for i, p := range f.Params {
+		fields[i] = toForceFieldJSON(p)
+	}
+	return forceSchedulerJSON{Name: f.Name, Label: schedulerLabel(f), BuilderNames: names, ButtonName: "Force", AllFields: fields}
 }
 
 func schedulerLabel(f ForceScheduler) string {

@@ -28,7 +28,7 @@ var (
 		"connected", "last_connected", "last_disconnected", "running_builds"}
 	requestFields = []string{"buildrequestid", "buildsetid", "builderid", "priority", "claimed", "claimed_at",
 		"complete", "complete_at", "results", "submitted_at", "waited_for", "waiting_reason", "cancel_reason"}
-	forceFields = []string{"name", "label", "builder_names", "button_name"}
+	forceFields = []string{"name", "label", "builder_names", "button_name", "all_fields"}
 )
 
 func TestAPIShapes(t *testing.T) {

@@ -83,18 +83,29 @@ type ConfigStatus struct {
 
 // ForceScheduler is a configured force scheduler as the UI shows it.
 type ForceScheduler struct {
-	Name     string   // unique scheduler name, used in the URL
-	Label    string   // human-readable title of the force form; Name if empty
-	Builders []string // builder names this scheduler may force
+	Name     string       // unique scheduler name, used in the URL
+	Label    string       // human-readable title of the force form; Name if empty
+	Builders []string     // builder names this scheduler may force
+	Params   []ForceParam // the form's declared fields, in order; see Resolve
 }
 
 // ForceRequest is one submission of a force form.
 type ForceRequest struct {
-	Scheduler  string
-	Builders   []string
-	Reason     string
-	Owner      string
-	Properties map[string]string // user-supplied properties, never nil
+	Scheduler string
+	Builders  []string
+	Reason    string
+	Owner     string
+	// Properties are free-form properties, set as strings; never nil when
+	// the web UI makes the request.
+	Properties map[string]string
+	// Params are the raw values of the scheduler's declared parameters by
+	// request key: a parameter's name, or for a codebase parameter
+	// "branch", "revision", "repository" and "project" (default codebase)
+	// or "<codebase>_branch" and so on. Values are as JSON decodes them
+	// with UseNumber (string, bool, json.Number, []any) or Go's string,
+	// bool, int, int64 and []string. ForceScheduler.Resolve checks them.
+	// Never nil when the web UI makes the request.
+	Params map[string]any
 }
 
 // WorkerState is the live state of one worker.

@@ -14,7 +14,7 @@ const builderPageSize = 50
 type builderData struct {
 	layout
 	Builder store.Builder
-	Forces  []ForceScheduler // the force schedulers that may force this builder
+	Forces  []forceForm // the forms of the force schedulers that may force this builder
 	Pending []pendingRequest
 	Builds  []store.Build
 	Before  int64 // the keyset cursor of this page; 0 for the newest builds
@@ -46,7 +46,7 @@ func (s *Server) builderPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, f := range s.m.ForceSchedulers() {
 		if slices.Contains(f.Builders, b.Name) {
-			d.Forces = append(d.Forces, f)
+			d.Forces = append(d.Forces, newForceForm(f))
 		}
 	}
 

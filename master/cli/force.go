@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,13 +28,15 @@ const defaultMasterURL = "http://127.0.0.1:8010/"
 const pollInterval = 250 * time.Millisecond
 
 func runForce(ctx context.Context, args []string, out, errOut io.Writer) int {
-	fs := newFlags("force", "[--master URL] [--prop NAME=VALUE]... [--reason TEXT] [--wait] BUILDER", errOut)
+	fs := newFlags("force", "[--master URL] [--param NAME=VALUE]... [--prop NAME=VALUE]... [--reason TEXT] [--wait] BUILDER", errOut)
 	masterURL := fs.String("master", envOr("STARFORGE_URL", defaultMasterURL), "the master's web URL; env STARFORGE_URL")
 	reason := fs.String("reason", "forced from the command line", "why the build is forced")
 	owner := fs.String("owner", envOr("USER", "cli"), "who forces the build")
 	wait := fs.Bool("wait", false, "follow the build, print its steps, and exit non-zero unless it succeeded")
 	props := propFlag{}
-	fs.Var(props, "prop", "a build property NAME=VALUE (repeatable)")
+	fs.Var(props, "prop", "a free-form build property NAME=VALUE (repeatable)")
+	params := paramFlag{}
+	fs.Var(params, "param", "a value for the force scheduler's parameter NAME: its name, or a codebase field such as branch or lib_revision;\nrepeat NAME for a multiple choice")
 	// Allow flags after the builder name, as people type them.
 	ordered, err := reorderFlags(args)
 	if err != nil {
@@ -58,6 +62,26 @@ func runForce(ctx context.Context, args []string, out, errOut io.Writer) int {
 			return ExitUsage
 		}
 	}
+	for k := range params {
+		switch k {
+		case "reason", "owner", "username":
+			// The built-in fields fill a parameter named "reason" and the
+			// username parameter.
+			flag := k
+			if k == "username" {
+				flag = "owner"
+			}
+			fmt.Fprintf(errOut, "starforge force: --param %s: use --%s\n", k, flag)
+			return ExitUsage
+		case "builderNames":
+			fmt.Fprintf(errOut, "starforge force: --param %s: that name is reserved by the force request\n", k)
+			return ExitUsage
+		}
+		if _, dup := props[k]; dup {
+			fmt.Fprintf(errOut, "starforge force: %s is given both as --param and as --prop\n", k)
+			return ExitUsage
+		}
+	}
 	c, err := newClient(*masterURL)
 	if err != nil {
 		fmt.Fprintf(errOut, "starforge force: --master: %v\n", err)
@@ -68,12 +92,19 @@ func runForce(ctx context.Context, args []string, out, errOut io.Writer) int {
 		fmt.Fprintf(errOut, "starforge force: %v\n", err)
 		return ExitProblem
 	}
-	params := map[string]any{"builderNames": []string{builder}, "reason": *reason, "owner": *owner}
+	rpcParams := map[string]any{"builderNames": []string{builder}, "reason": *reason, "owner": *owner}
 	for k, v := range props {
-		params[k] = v
+		rpcParams[k] = v
+	}
+	for k, vs := range params {
+		if len(vs) == 1 {
+			rpcParams[k] = vs[0]
+		} else {
+			rpcParams[k] = vs
+		}
 	}
 	var res []json.RawMessage
-	if err := c.rpc(ctx, "forceschedulers/"+url.PathEscape(sched), "force", params, &res); err != nil {
+	if err := c.rpc(ctx, "forceschedulers/"+url.PathEscape(sched), "force", rpcParams, &res); err != nil {
 		fmt.Fprintf(errOut, "starforge force: %v\n", err)
 		return ExitProblem
 	}
@@ -138,10 +169,33 @@ func reorderFlags(args []string) ([]string, error) {
 
 func takesValue(name string) bool {
 	switch name {
-	case "master", "reason", "owner", "prop":
+	case "master", "reason", "owner", "prop", "param":
 		return true
 	}
 	return false
+}
+
+// paramFlag collects repeated --param NAME=VALUE flags; a name given more
+// than once gets a list (a multiple choice).
+type paramFlag map[string][]string
+
+func (p paramFlag) String() string {
+	var s []string
+	for _, k := range slices.Sorted(maps.Keys(p)) {
+		for _, v := range p[k] {
+			s = append(s, k+"="+v)
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+func (p paramFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want NAME=VALUE, got %q", s)
+	}
+	p[k] = append(p[k], v)
+	return nil
 }
 
 func envOr(key, def string) string {

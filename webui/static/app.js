@@ -144,7 +144,16 @@
 
   // ---- force forms (builder page) ----
 
-  const RESERVED = new Set(['builderNames', 'reason', 'owner', 'username']);
+  const RESERVED = ['builderNames', 'reason', 'owner', 'username'];
+
+  // paramValue is what a declared parameter's control sends: a bool for a
+  // checkbox, a list for a multiple select, else the text as typed (the
+  // master parses numbers and applies defaults to empty values).
+  function paramValue(e) {
+    if (e.type === 'checkbox') return e.checked;
+    if (e.multiple) return [...e.selectedOptions].map((o) => o.value);
+    return e.value;
+  }
 
   function initForce(form) {
     const props = form.querySelector('fieldset.props');
@@ -156,21 +165,25 @@
       props.insertBefore(row, add);
       row.querySelector('input').focus();
     });
+    // The browser has checked required fields, numbers and patterns before
+    // this runs; the master checks everything again and has the last word.
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       errorP.hidden = true;
-      const params = {
-        builderNames: [form.dataset.builder],
-        reason: form.elements.reason.value,
-        owner: form.elements.owner.value,
-      };
+      const params = { builderNames: [form.dataset.builder] };
+      const taken = new Set(RESERVED);
+      for (const e of form.querySelectorAll('[data-key]')) {
+        params[e.dataset.key] = paramValue(e);
+        taken.add(e.dataset.key);
+      }
       for (const row of props.querySelectorAll('.prop')) {
         const name = row.querySelector('[name=pname]').value.trim();
         if (!name) continue;
-        if (RESERVED.has(name) || Object.prototype.hasOwnProperty.call(params, name)) {
-          showError(errorP, 'property "' + name + '" is given twice or is a reserved name');
+        if (taken.has(name)) {
+          showError(errorP, 'property "' + name + '" is given twice or is the name of a field above');
           return;
         }
+        taken.add(name);
         params[name] = row.querySelector('[name=pvalue]').value;
       }
       const button = form.querySelector('button[type=submit]');
