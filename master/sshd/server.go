@@ -179,8 +179,10 @@ func (s *Server) connected(ctx ssh.Context, conn net.Conn) net.Conn {
 	s.mu.Unlock()
 	context.AfterFunc(ctx, func() {
 		a.timer.Stop()
+		// A connection that did not log in is forgotten by failed, which
+		// runs after the close and needs the attempt.
 		s.mu.Lock()
-		if s.attempts[addr] == a {
+		if a.authed && s.attempts[addr] == a {
 			delete(s.attempts, addr)
 		}
 		s.mu.Unlock()
