@@ -220,16 +220,14 @@ var helpCmd = &command{
 				return ExitOK
 			}
 			fmt.Fprintf(c.out, "Starforge SSH interface (%s). Run: ssh [-p PORT] %s@HOST COMMAND [ARGS]\n\ncommands:\n", c.cfg.Master.Title, c.user)
-			tw := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
 			for _, cmd := range commands {
 				note := ""
 				if cmd.perm != "" && !c.cfg.Allowed(c.user, cmd.perm) {
 					note = fmt.Sprintf(" (needs %q: not for you)", cmd.perm)
 				}
-				fmt.Fprintf(tw, "  %s %s\t%s%s\n", cmd.name, cmd.synopsis, cmd.summary, note)
+				fmt.Fprintf(c.out, "  %-9s %s%s\n", cmd.name, cmd.summary, note)
 			}
-			tw.Flush()
-			fmt.Fprint(c.out, "\nCOMMAND --help describes a command. BUILD is a build id or BUILDER/NUMBER.\n"+
+			fmt.Fprint(c.out, "\nCOMMAND --help (or help COMMAND) shows its arguments. BUILD is a build id or BUILDER/NUMBER.\n"+
 				"Exit codes: 0 done, 1 build failed, 2 usage, 3 not allowed or refused, 4 other error.\n")
 			return ExitOK
 		}

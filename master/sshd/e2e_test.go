@@ -332,8 +332,8 @@ user("vic", keys = [%q], roles = ["viewer"])
 	}
 
 	t.Run("help", func(t *testing.T) {
-		check(t, run{user: "vic", args: nil, out: []string{"Starforge SSH interface (ssh test)", "try BUILDER...", `(needs "force": not for you)`}}, "")
-		check(t, run{user: "vic", args: []string{"help"}, out: []string{"logs BUILD [STEP] [--follow]"}}, "")
+		check(t, run{user: "vic", args: nil, out: []string{"Starforge SSH interface (ssh test)", "  try       build a base revision", `(needs "force": not for you)`}}, "")
+		check(t, run{user: "vic", args: []string{"help", "logs"}, out: []string{"usage: logs BUILD [STEP] [--follow]"}}, "")
 		check(t, run{user: "vic", args: []string{"force", "--help"}, out: []string{"usage: force BUILDER", "--wait", `Needs the "force" permission`}}, "")
 		check(t, run{user: "vic", args: []string{"frobnicate"}, code: sshd.ExitUsage, err: []string{`unknown command "frobnicate"`}}, "")
 		check(t, run{user: "vic", args: []string{"whoami"}, out: []string{"user: vic", "permissions: view"}}, "")

@@ -88,7 +88,11 @@ func (f *follower) show(b store.Build) error {
 		}
 	}
 	if !bare && !b.CompleteAt.IsZero() && f.builds[b.ID] < 2 {
-		fmt.Fprintf(f.w, "=== %s/%d: %s%s ===\n", b.BuilderName, b.Number, b.Results, paren(b.StateString))
+		state := b.StateString
+		if state == b.Results.String() {
+			state = ""
+		}
+		fmt.Fprintf(f.w, "=== %s/%d: %s%s ===\n", b.BuilderName, b.Number, b.Results, paren(state))
 		f.builds[b.ID] = 2
 	}
 	return f.w.Flush()

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -106,6 +107,9 @@ func New(o Options) (*Server, error) {
 	}
 	if created {
 		o.Logger.Info("ssh: created the host key", "file", o.HostKeyFile, "fingerprint", gossh.FingerprintSHA256(signer.PublicKey()))
+	} else if fi, err := os.Stat(o.HostKeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		// Whoever can read it can pose as this master.
+		o.Logger.Warn("ssh: other users can read the host key file; chmod 600 it", "file", o.HostKeyFile, "mode", fi.Mode().Perm())
 	}
 	s := &Server{
 		opts: o, b: o.Backend, log: o.Logger, clk: o.Clock, hostKey: signer.PublicKey(),

@@ -37,10 +37,13 @@ with the builds and shown on their pages.
 				if c.cfg.Builder(b) == nil {
 					return c.errorf(ExitUsage, "no builder named %q%s", b, didYouMean(b, builderNames(c)))
 				}
+				if c.cfg.TrySchedulerFor(b) == nil {
+					return c.errorf(ExitRefused, "builder %q does not accept try jobs: no try_scheduler lists it", b)
+				}
 			}
-			patch, err := io.ReadAll(io.LimitReader(c.in, maxPatch+1))
+			patch, err := readAll(c, io.LimitReader(c.in, maxPatch+1))
 			if err != nil {
-				return c.errorf(ExitError, "read the patch from standard input: %v", err)
+				return c.fail(fmt.Errorf("read the patch from standard input: %w", err))
 			}
 			if len(patch) > maxPatch {
 				return c.errorf(ExitUsage, "the patch is larger than %d bytes", maxPatch)
@@ -61,4 +64,25 @@ with the builds and shown on their pages.
 			return queued(c, bs, reqs, *wait, *asJSON)
 		}
 	},
+}
+
+// readAll reads r to its end, or until the command's context ends (the
+// master stopping): a client that never closes standard input must not
+// hold the session open.
+func readAll(c *cmdCtx, r io.Reader) ([]byte, error) {
+	type res struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan res, 1) // the reader returns when the session closes
+	go func() {
+		b, err := io.ReadAll(r)
+		ch <- res{b, err}
+	}()
+	select {
+	case x := <-ch:
+		return x.b, x.err
+	case <-c.ctx.Done():
+		return nil, c.ctx.Err()
+	}
 }
