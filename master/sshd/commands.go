@@ -82,8 +82,11 @@ func (c *cmdCtx) errorf(code int, format string, args ...any) int {
 
 // fail reports err and returns the exit code it stands for.
 func (c *cmdCtx) fail(err error) int {
-	if c.ctx.Err() != nil && c.s.base.Err() != nil {
+	switch {
+	case c.ctx.Err() != nil && c.s.base.Err() != nil:
 		return c.errorf(ExitError, "the master is stopping; the command was interrupted")
+	case c.ctx.Err() != nil:
+		return ExitError // the client went away: nobody to tell
 	}
 	return c.errorf(exitCode(err), "%v", err)
 }
