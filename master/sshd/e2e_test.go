@@ -463,6 +463,18 @@ user("vic", keys = [%q], roles = ["viewer"])
 		check(t, run{user: "dev", args: []string{"cancel", req, "--reason", "not today"}, out: []string{"cancelled build request " + req}}, "")
 		check(t, run{user: "dev", args: []string{"cancel", req}, code: sshd.ExitRefused, err: []string{"already complete (cancelled)"}}, "")
 		check(t, run{user: "dev", args: []string{"cancel", "9999"}, code: sshd.ExitUsage, err: []string{"not found"}}, "")
+		out = check(t, run{user: "dev", args: []string{"force", "other", "--json"}}, "")
+		var q struct {
+			Buildset int64
+			Requests []struct {
+				ID      int64
+				Builder string
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &q); err != nil || q.Buildset == 0 || len(q.Requests) != 1 || q.Requests[0].Builder != "other" {
+			t.Fatalf("force --json: %v %s", err, out)
+		}
+		check(t, run{user: "dev", args: []string{"cancel", fmt.Sprint(q.Requests[0].ID)}}, "")
 		check(t, run{user: "vic", args: []string{"queue"}, out: []string{"the queue is empty"}}, "")
 		check(t, run{user: "alice", args: []string{"unpause", "w1"}, out: []string{"unpaused worker w1"}}, "")
 		check(t, run{user: "dev", args: []string{"force", "other", "--wait"}, out: []string{"=== other/1: success"}}, "")
