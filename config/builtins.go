@@ -36,6 +36,7 @@ var builtins = append([]*builtin{
 	{newSignature("nightly", schedulerParams, nightlyParams), builtinNightly},
 	{newSignature("triggerable", schedulerParams), builtinTriggerable},
 	{newSignature("dependent", dependentParams), builtinDependent},
+	{newSignature("try_scheduler", schedulerParams), builtinTryScheduler},
 	{newSignature("change_filter", changeFilterParams), builtinChangeFilter},
 	{newSignature("master_lock", masterLockParams), builtinMasterLock},
 	{newSignature("worker_lock", workerLockParams), builtinWorkerLock},

@@ -56,6 +56,8 @@ type Master struct {
 	props   *buildsetProps // buildset properties for builder functions
 	sched   *scheduler.Manager
 	pollers *poller.Manager
+	hub     *buildHub // build progress, for followers (ops_events.go)
+	ssh     sshState  // the SSH interface (ops_sshd.go)
 
 	unlock func() // releases the basedir lock
 
@@ -137,6 +139,7 @@ func New(opts Options) (*Master, error) {
 	}
 	m := &Master{opts: opts, log: opts.Logger, store: st, unlock: unlock, ready: make(chan struct{}), stopReq: make(chan *stopRequest, 1)}
 	m.cfg.Store(cfg)
+	m.watchBuilds()
 	m.status = webui.ConfigStatus{Summary: cfg.Summary(), LoadedAt: time.Now()}
 	m.run = build.New(st, nil, m.Config, abs, m.log)
 	m.run.Observer = observer{m}
@@ -422,6 +425,13 @@ func (m *Master) Run(ctx context.Context) error {
 		wl.Close()
 		return fmt.Errorf("master: web port: %w", err)
 	}
+	stopOps, err := m.startOps(ctx, cfg) // paused workers; the SSH server
+	if err != nil {
+		wl.Close()
+		hl.Close()
+		return fmt.Errorf("master: %w", err)
+	}
+	defer stopOps()
 	m.mu.Lock()
 	m.workerURL = wl.Addr().String()
 	m.httpAddr = hl.Addr().String()
@@ -465,9 +475,6 @@ func (m *Master) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- serve(workerSrv, wl) }()
 	go func() { errc <- serve(webSrv, hl) }()
-	if cfg.Master.SSHAddr != "" {
-		m.log.Warn("ssh_addr is set, but the SSH interface is not built yet; nothing listens there", "ssh_addr", cfg.Master.SSHAddr)
-	}
 	m.log.Info("master running", "config", cfg.Path, "summary", cfg.Summary(),
 		"workers_at", m.workerURL, "web_ui", "http://"+m.httpAddr+"/", "queued", len(pending))
 	close(m.ready)
@@ -479,6 +486,7 @@ func (m *Master) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	case stop = <-m.stopReq:
 	}
+	stopOps() // SSH sessions end first, telling their users why
 	// Stop assigning first: a runner that is shutting down hands requests
 	// straight back, and a live dispatcher would offer them again at once.
 	stopDispatch()

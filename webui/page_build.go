@@ -22,6 +22,7 @@ type buildData struct {
 	// Children are the builds this one's trigger steps started.
 	Parent   *store.Build
 	Children []childRow
+	Patch    *store.Patch // a try build's patch, if it has one
 }
 
 // childRow is one request of a buildset a trigger step started: its
@@ -70,6 +71,12 @@ func (s *Server) buildPage(w http.ResponseWriter, r *http.Request) error {
 			return lookupErr(err, "buildset %d", bd.BuildsetID)
 		}
 		d.Reason = bs.Reason
+		for _, ss := range bs.SourceStamps {
+			if ss.Patch != nil {
+				d.Patch = ss.Patch
+				break
+			}
+		}
 		if d.Changes, err = st.BuildsetChanges(ctx, bs.ID); err != nil {
 			return fmt.Errorf("changes of build %d: %w", bd.ID, err)
 		}

@@ -92,6 +92,7 @@ type event struct {
 	snapshot chan<- Snapshot
 	stepLock *stepLockReq // a new wait for step locks
 	stepDone *stepLockReq // a release, or a withdrawn wait
+	pause    *pauseEvent
 }
 
 // stepLockReq is a step's wait for its locks.
@@ -118,6 +119,10 @@ type workerState struct {
 	attached bool
 	running  int
 	builders map[string]int // builder name → running builds of it
+	// paused: the worker gets no new builds (see Pause); it survives
+	// detaching and attaching again.
+	paused      bool
+	pauseReason string
 }
 
 // Dispatcher assigns requests to workers. Its methods are safe for
@@ -410,6 +415,9 @@ func (d *Dispatcher) apply(ev event) {
 		}
 		// Builder priorities may have changed the order.
 		sort.SliceStable(d.pending, func(i, j int) bool { return d.before(d.pending[i], d.pending[j]) })
+	case ev.pause != nil:
+		w := d.worker(ev.pause.worker)
+		w.paused, w.pauseReason = ev.pause.paused, ev.pause.reason
 	case ev.snapshot != nil:
 		// Answered after the assignment pass, so it reflects it.
 		d.waiting = append(d.waiting, ev.snapshot)
@@ -580,7 +588,7 @@ func (d *Dispatcher) candidates(b Builder) []Candidate {
 	var out []Candidate
 	for _, name := range b.Workers {
 		w := d.workers[name]
-		if w == nil || !w.attached || w.builders[b.Name] > 0 {
+		if w == nil || !w.attached || w.paused || w.builders[b.Name] > 0 {
 			continue
 		}
 		if max := d.limits[name]; max > 0 && w.running >= max {
@@ -687,6 +695,10 @@ func (d *Dispatcher) reason(r store.BuildRequest) string {
 	if len(connected) == 0 {
 		return fmt.Sprintf("no worker connected for builder %s (it runs on %s)", builder, strings.Join(b.Workers, ", "))
 	}
+	connected, paused := d.unpaused(connected)
+	if len(connected) == 0 {
+		return paused
+	}
 	for _, name := range connected {
 		w := d.workers[name]
 		if w.builders[builder] > 0 {
@@ -699,10 +711,14 @@ func (d *Dispatcher) reason(r store.BuildRequest) string {
 			return fmt.Sprintf("waiting for lock %s", l)
 		}
 	}
+	busy := fmt.Sprintf("all %d connected workers busy", len(connected))
 	if len(connected) == 1 {
-		return fmt.Sprintf("worker %s is busy", connected[0])
+		busy = fmt.Sprintf("worker %s is busy", connected[0])
 	}
-	return fmt.Sprintf("all %d connected workers busy", len(connected))
+	if paused != "" {
+		busy += "; " + paused
+	}
+	return busy
 }
 
 // lockState counts a lock instance's holders.
