@@ -260,7 +260,7 @@ func (m *Master) Try(ctx context.Context, r TryRequest) (store.Buildset, []store
 		"owner":     {Value: who, Source: "Try"},
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.Properties)) {
-		if !validPropName(k) {
+		if !webui.ValidPropertyName(k) {
 			return store.Buildset{}, nil, badRequest("try: property name %q: use letters, digits, '_', '-' and '.'", k)
 		}
 		if _, reserved := props[k]; reserved {

@@ -237,7 +237,7 @@ func (f ForceScheduler) Resolve(r ForceRequest) (ForcedBuild, error) {
 		switch {
 		case used[k]:
 			errs.add(k, "", "a declared parameter of force scheduler %q, not a free property", f.Name)
-		case !validPropertyName(k):
+		case !ValidPropertyName(k):
 			errs.add(k, "", "not a valid property name; use letters, digits, '_', '-' and '.'")
 		default:
 			out.Properties[k] = r.Properties[k]
@@ -442,8 +442,9 @@ func quoteList(ss []string) string {
 	return "[" + strings.Join(q, ", ") + "]"
 }
 
-// validPropertyName reports whether s may name a free property.
-func validPropertyName(s string) bool {
+// ValidPropertyName reports whether s may name a free property (one given
+// with a forced or try build): letters, digits, "_", "-" and ".".
+func ValidPropertyName(s string) bool {
 	if s == "" {
 		return false
 	}

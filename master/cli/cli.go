@@ -163,7 +163,11 @@ func runMaster(ctx context.Context, args []string, out, errOut io.Writer) int {
 	go func() {
 		select {
 		case <-m.Ready():
-			fmt.Fprintf(out, "Starforge master running: web UI at http://%s/ , workers connect to %s\n", m.HTTPAddr(), m.WorkerAddr())
+			ssh := ""
+			if a := m.SSHAddr(); a != "" {
+				ssh = " , ssh at " + a
+			}
+			fmt.Fprintf(out, "Starforge master running: web UI at http://%s/ , workers connect to %s%s\n", m.HTTPAddr(), m.WorkerAddr(), ssh)
 		case <-ctx.Done():
 		}
 	}()

@@ -387,13 +387,15 @@ func kindOf(sc config.Scheduler) string {
 		return "dependent"
 	case *config.ForceScheduler:
 		return "force_scheduler"
+	case *config.TryScheduler:
+		return "try_scheduler"
 	}
 	return fmt.Sprintf("%T", sc)
 }
 
 // stateful reports whether schedulers of kind keep state in the store.
 func stateful(kind string) bool {
-	return kind != "triggerable" && kind != "force_scheduler"
+	return kind != "triggerable" && kind != "force_scheduler" && kind != "try_scheduler"
 }
 
 // objName is the store object holding scheduler name's state.
@@ -789,6 +791,8 @@ func (s *passiveSched) status(time.Time) Status {
 		st.Waiting = "waiting for a trigger step"
 	case "force_scheduler":
 		st.Waiting = "waiting for someone to force a build"
+	case "try_scheduler":
+		st.Waiting = "waiting for a try job (ssh HOST try)"
 	}
 	return st
 }
