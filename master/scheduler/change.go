@@ -126,8 +126,8 @@ func (s *changeSched) group(c store.Change) string {
 }
 
 // start loads the watermark, the kept changes and the deadlines of the
-// tree-stable timers; a new scheduler starts at the last stored change,
-// so that it does not build history. Groups left with an important change
+// tree-stable timers; a new scheduler starts at the last change stored
+// when SetConfig added it, so that it does not build history. Groups left with an important change
 // and no timer (a restart between the classification and the buildset,
 // or a configuration that changed meanwhile) are built or timed now.
 func (s *changeSched) start(ctx context.Context, state map[string]json.RawMessage) error {
@@ -137,7 +137,10 @@ func (s *changeSched) start(ctx context.Context, state map[string]json.RawMessag
 			return fmt.Errorf("state last_change: %w", err)
 		}
 	} else {
-		last, err := s.m.st.LastChangeID(ctx)
+		last, err := s.m.startMark, error(nil)
+		if !s.m.startMarkOK {
+			last, err = s.m.st.LastChangeID(ctx)
+		}
 		if err != nil {
 			return err
 		}

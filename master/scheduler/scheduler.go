@@ -75,6 +75,10 @@ type Manager struct {
 	waiters    map[int64][]chan result.Result
 	builderIDs map[string]int64 // builders never lose their id, so this is never stale
 	status     []Status
+	// cfgMark is the last change stored when the oldest SetConfig not yet
+	// applied was called, if cfgMarkOK.
+	cfgMark   int64
+	cfgMarkOK bool
 
 	// timerDone, if set (by tests, before Run), is called after each
 	// timer's event.
@@ -85,6 +89,11 @@ type Manager struct {
 	order  []string // scheduler names, in declaration order
 	retryT *timer
 	swept  bool // the state of schedulers removed while the master was down is dropped
+	// startMark is where a new change-driven scheduler starts: the last
+	// change stored when the configuration that added it was set (if
+	// startMarkOK).
+	startMark   int64
+	startMarkOK bool
 }
 
 // entry is one running scheduler.
@@ -160,8 +169,8 @@ func New(o Options) *Manager {
 // take the new settings from their next change or run; removed ones stop,
 // and their state and kept changes are dropped; new ones start from the
 // changes stored after this call. The builders must be registered in the
-// store (EnsureBuilder) before the schedulers build them. It returns at
-// once; Run applies it.
+// store (EnsureBuilder) before the schedulers build them. It reads the
+// last change's id and returns; Run applies cfg.
 func (m *Manager) SetConfig(cfg *config.Config) {
 	if cfg == nil {
 		return
@@ -174,8 +183,18 @@ func (m *Manager) SetConfig(cfg *config.Config) {
 			deps[d.Upstream] = append(deps[d.Upstream], d.Name)
 		}
 	}
+	// New schedulers start after the changes stored now, not when Run
+	// applies cfg: a change stored in between (a poller's at launch, a
+	// webhook's) would be neither history nor seen.
+	mark, err := m.st.LastChangeID(context.Background())
+	if err != nil {
+		m.log.Error("scheduler: read the last change; new schedulers will start from the last change when they start", "err", err)
+	}
 	m.mu.Lock()
 	m.cfg, m.byName, m.dependents = cfg, byName, deps
+	if !m.cfgMarkOK && err == nil { // else an earlier SetConfig's, not applied yet, is kept
+		m.cfgMark, m.cfgMarkOK = mark, true
+	}
 	m.mu.Unlock()
 	m.enqueue(event{config: true})
 }
@@ -289,6 +308,8 @@ func (m *Manager) handle(ctx context.Context, ev event) {
 func (m *Manager) apply(ctx context.Context) {
 	m.mu.Lock()
 	cfg := m.cfg
+	m.startMark, m.startMarkOK = m.cfgMark, m.cfgMarkOK
+	m.cfgMarkOK = false
 	m.mu.Unlock()
 	want := make(map[string]config.Scheduler, len(cfg.Schedulers))
 	for _, sc := range cfg.Schedulers {
