@@ -205,7 +205,9 @@ func (s *changeSched) armGroup(g string, at time.Time) {
 	s.timers[g] = s.m.arm(at, func(ctx context.Context) {
 		if err := s.fire(ctx, g); err != nil {
 			s.m.fail(s.name, err)
-		} else {
+		} else if len(s.failed) == 0 {
+			// Not while another group waits for its retry: Manager.retry
+			// retries only schedulers with an error.
 			s.m.succeeded(s.name)
 		}
 	})
@@ -329,11 +331,16 @@ func (s *changeSched) consume(ctx context.Context, cs []store.Change) error {
 		s.armGroup(g, at)
 	}
 	if s.r.build && s.r.stable == 0 {
+		// Every group, even after one failed: drain marks the ones that
+		// fail for the retry, and only those are retried.
+		var first error
 		for _, g := range touched {
-			if err := s.drain(ctx, g); err != nil {
-				s.m.fail(s.name, err)
-				break
+			if err := s.drain(ctx, g); err != nil && first == nil {
+				first = err
 			}
+		}
+		if first != nil {
+			s.m.fail(s.name, first)
 		}
 	}
 	return nil

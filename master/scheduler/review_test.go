@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"context"
+	"database/sql"
 	"testing"
+	"time"
 )
 
 // A change stored after SetConfig and before Run applied it is built by a
@@ -23,5 +25,71 @@ func TestNewSchedulerSeesChangesStoredAfterSetConfig(t *testing.T) {
 	e.m, e.cancel, e.done = m, cancel, done
 	e.mu.Unlock()
 	wantChanges(t, e.next(), ids(c...))
+	e.none()
+}
+
+// failInserts makes every insert into table fail until the returned
+// function is called: a store that refuses writes for a while (disk full,
+// I/O errors), on the real database.
+func (e *env) failInserts(table string) (restore func()) {
+	e.t.Helper()
+	db, err := sql.Open("sqlite3", e.path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	trigger := "fail_" + table
+	if _, err := db.Exec(`CREATE TRIGGER ` + trigger + ` BEFORE INSERT ON ` + table + ` BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		e.t.Fatal(err)
+	}
+	return func() {
+		e.t.Helper()
+		defer db.Close()
+		if _, err := db.Exec(`DROP TRIGGER ` + trigger); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// A buildset that could not be added for one branch does not keep
+// another branch's change from being built.
+func TestFailedGroupDoesNotHoldOthers(t *testing.T) {
+	e := newEnv(t, `any_branch_scheduler("any", ["b"])`)
+	restore := e.failInserts("buildsets")
+	cs := e.change(onBranch("a", "a1"), onBranch("b", "b1"))
+	e.none()
+	restore()
+	e.advance(retryDelay)
+	e.fired()
+	got := map[int64]bool{}
+	for range 2 {
+		b := e.next()
+		for _, id := range b.changes {
+			got[id] = true
+		}
+	}
+	for _, c := range cs {
+		if !got[c.ID] {
+			t.Errorf("change %d (branch %s) was not built", c.ID, c.Branch)
+		}
+	}
+	e.none()
+}
+
+// A tree-stable timer that fires fine does not make the scheduler forget
+// that another branch's buildset failed and must be retried.
+func TestRetryAfterAnotherGroupSucceeded(t *testing.T) {
+	e := newEnv(t, `any_branch_scheduler("any", ["b"], tree_stable_timer = "1m")`)
+	a := e.change(onBranch("a", "a1"))
+	e.advance(10 * time.Second)
+	b := e.change(onBranch("b", "b1"))
+	restore := e.failInserts("buildsets")
+	e.advance(50 * time.Second) // a's timer: its buildset fails; retry at +30s
+	e.fired()
+	e.none()
+	restore()
+	e.advance(10 * time.Second) // b's timer: fine
+	wantChanges(t, e.next(), ids(b...))
+	e.advance(retryDelay)
+	wantChanges(t, e.next(), ids(a...))
 	e.none()
 }
