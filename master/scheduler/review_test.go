@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"testing"
 	"time"
+
+	"github.com/starforge/starforge/master/result"
 )
 
 // A change stored after SetConfig and before Run applied it is built by a
@@ -91,5 +93,38 @@ func TestRetryAfterAnotherGroupSucceeded(t *testing.T) {
 	wantChanges(t, e.next(), ids(b...))
 	e.advance(retryDelay)
 	wantChanges(t, e.next(), ids(a...))
+	e.none()
+}
+
+// The record that a dependent scheduler waits for an upstream buildset is
+// stored with the buildset: a store that fails (or a master that dies)
+// between the two must not leave a buildset whose dependents never run.
+func TestDependentSubscriptionWithTheBuildset(t *testing.T) {
+	e := newEnv(t, `
+up = single_branch_scheduler("up", ["b"], branch = "main")
+dependent("down", up, ["c"])
+`)
+	db, err := sql.Open("sqlite3", e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER fail_sub BEFORE INSERT ON object_state WHEN NEW.name LIKE 'upstream:%'
+		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	c := e.change(onMain("r1"))
+	// Either no buildset yet (it is retried), or one with its dependents.
+	if _, err := db.Exec(`DROP TRIGGER fail_sub`); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(retryDelay)
+	up := e.next()
+	wantChanges(t, up, ids(c...))
+	e.complete(up, result.Success)
+	down := e.next()
+	if down.reqs[0].BuilderName != "c" {
+		t.Errorf("dependent buildset on %s", down.reqs[0].BuilderName)
+	}
 	e.none()
 }

@@ -597,9 +597,9 @@ func (t *timer) stop() {
 	}
 }
 
-// build adds a buildset of scheduler name for builders, records the
-// subscriptions of name's dependent schedulers to it, and queues its
-// requests.
+// build adds a buildset of scheduler name for builders, with the
+// subscriptions of name's dependent schedulers to it in the same
+// transaction, and queues its requests.
 func (m *Manager) build(ctx context.Context, name string, builders []string, nb store.NewBuildset) (store.Buildset, []store.BuildRequest, error) {
 	ids, err := m.builderIDsFor(ctx, builders)
 	if err != nil {
@@ -613,22 +613,18 @@ func (m *Manager) build(ctx context.Context, name string, builders []string, nb 
 	if nb.SubmittedAt.IsZero() {
 		nb.SubmittedAt = m.clk.Now()
 	}
-	bs, reqs, err := m.st.AddBuildset(ctx, nb)
-	if err != nil {
-		return store.Buildset{}, nil, err
-	}
 	m.mu.Lock()
 	deps := m.dependents[name]
 	m.mu.Unlock()
-	if len(deps) > 0 {
-		subs := make([]store.StateValue, len(deps))
-		for i, d := range deps {
-			subs[i] = store.StateValue{Object: objName(d), Name: subName(bs.ID), Value: true}
-		}
-		if err := m.st.SetState(ctx, subs...); err != nil {
-			m.log.Error("scheduler: record that dependent schedulers wait for a buildset; they will not run after it",
-				"scheduler", name, "buildset", bs.ID, "dependents", deps, "err", err)
-		}
+	// The dependents' records that they wait for it go with the buildset:
+	// one without them would never be followed by theirs.
+	nb.State = slices.Clone(nb.State)
+	for _, d := range deps {
+		nb.State = append(nb.State, store.StateValue{Object: objName(d), Name: subPrefix + store.NewBuildsetID, Value: true})
+	}
+	bs, reqs, err := m.st.AddBuildset(ctx, nb)
+	if err != nil {
+		return store.Buildset{}, nil, err
 	}
 	m.q.Add(reqs...)
 	m.log.Info("scheduler added a buildset", "scheduler", name, "buildset", bs.ID,
