@@ -184,13 +184,25 @@ func (p *Poller) Poll(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := p.fetch(ctx, repo, auth, changed, watched); err != nil {
+	fetch := changed
+	if !recorded {
+		// A new repository URL has a new cache, which lacks even the
+		// revisions that did not change.
+		fetch = slices.Sorted(maps.Keys(watched))
+	}
+	if err := p.fetch(ctx, repo, auth, fetch, watched); err != nil {
 		return Result{}, err
+	}
+	changed = nil // fetch may have moved some
+	for _, ref := range slices.Sorted(maps.Keys(watched)) {
+		if old[ref] != watched[ref] {
+			changed = append(changed, ref)
+		}
 	}
 
 	var changes []store.Change
 	if !recorded {
-		changes, err = p.firstPoll(repo, watched)
+		changes, err = p.firstPoll(repo, watched, changed)
 	} else {
 		changes, err = p.newChanges(ctx, repo, old, watched, changed)
 	}
@@ -399,15 +411,15 @@ func (p *Poller) fetch(ctx context.Context, repo *git.Repository, auth transport
 }
 
 // firstPoll returns the changes of the first poll: none, or with
-// BuildOnFirstPoll one per watched branch head.
-func (p *Poller) firstPoll(repo *git.Repository, watched map[string]string) ([]store.Change, error) {
+// BuildOnFirstPoll one per changed branch head (all of them, unless the
+// poller had polled the same revisions under another repository URL).
+func (p *Poller) firstPoll(repo *git.Repository, watched map[string]string, changed []string) ([]store.Change, error) {
 	var branches []string
-	for ref := range watched {
+	for _, ref := range changed {
 		if strings.HasPrefix(ref, "refs/heads/") {
 			branches = append(branches, ref)
 		}
 	}
-	slices.Sort(branches)
 	p.log.Info("git poller: first poll; recording the heads", "repo", p.cfg.Repo, "refs", len(watched), "build", p.cfg.BuildOnFirstPoll)
 	if !p.cfg.BuildOnFirstPoll {
 		return nil, nil
