@@ -3,11 +3,32 @@ package scheduler
 import (
 	"context"
 	"database/sql"
+	"log/slog"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/starforge/starforge/master/result"
 )
+
+// newManager returns a Manager on e's store, not running.
+func (e *env) newManager() *Manager {
+	log := slog.New(slog.DiscardHandler)
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return New(Options{Store: e.st, Queue: e.q, Clock: e.clk, Logger: log})
+}
+
+// run runs m as e's Manager, which e.stop stops.
+func (e *env) run(m *Manager) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	e.mu.Lock()
+	e.m, e.cancel, e.done = m, cancel, done
+	e.mu.Unlock()
+}
 
 // A change stored after SetConfig and before Run applied it is built by a
 // new scheduler: SetConfig's contract, and what a git poller that polls at
@@ -17,15 +38,10 @@ func TestNewSchedulerSeesChangesStoredAfterSetConfig(t *testing.T) {
 	e := newEnv(t, `triggerable("t", ["b"])`)
 	e.stop()
 	e.cfg = e.load(`single_branch_scheduler("main", ["b"], branch = "main")`)
-	m := New(Options{Store: e.st, Queue: e.q, Clock: e.clk})
+	m := e.newManager()
 	m.SetConfig(e.cfg)
 	c := e.store(onMain("r1")) // before Run applies the configuration
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	e.mu.Lock()
-	e.m, e.cancel, e.done = m, cancel, done
-	e.mu.Unlock()
+	e.run(m)
 	wantChanges(t, e.next(), ids(c...))
 	e.none()
 }
@@ -124,6 +140,31 @@ dependent("down", up, ["c"])
 	e.complete(up, result.Success)
 	down := e.next()
 	if down.reqs[0].BuilderName != "c" {
+		t.Errorf("dependent buildset on %s", down.reqs[0].BuilderName)
+	}
+	e.none()
+}
+
+// A dependent scheduler added by a configuration is subscribed to its
+// upstream's buildsets from SetConfig on, though it starts only when Run
+// applies the configuration: starting must keep those subscriptions.
+func TestNewDependentKeepsEarlySubscriptions(t *testing.T) {
+	e := newEnv(t, `triggerable("up", ["b"])`)
+	e.stop()
+	e.cfg = e.load(`
+triggerable("up", ["b"])
+dependent("down", "up", ["c"])
+`)
+	m := e.newManager()
+	m.SetConfig(e.cfg)
+	if _, _, err := m.Trigger(context.Background(), TriggerRequest{Scheduler: "up"}); err != nil {
+		t.Fatal(err)
+	}
+	up := e.next()
+	e.run(m)
+	e.flush()
+	e.complete(up, result.Success)
+	if down := e.next(); down.reqs[0].BuilderName != "c" {
 		t.Errorf("dependent buildset on %s", down.reqs[0].BuilderName)
 	}
 	e.none()

@@ -440,7 +440,9 @@ func (m *Manager) start(ctx context.Context, name string, e *entry) {
 		}
 		switch {
 		case had == kind:
-		case len(state) == 0:
+		case had == "":
+			// New. What state it has, build recorded since SetConfig: a
+			// dependent's subscriptions to its upstream's buildsets.
 			if err := m.st.SetState(ctx, store.StateValue{Object: objName(name), Name: "kind", Value: kind}); err != nil {
 				return err
 			}
