@@ -169,3 +169,25 @@ dependent("down", "up", ["c"])
 	}
 	e.none()
 }
+
+// A reconfig that turns only_if_changed on, and whose change collector
+// cannot start (the store failed), is retried: the nightly scheduler must
+// not run on without looking at changes, never building again.
+func TestNightlyOnlyIfChangedRetriedAfterReconfig(t *testing.T) {
+	e := newEnv(t, `nightly("n", ["b"], hour = 3, time_zone = "UTC", branch = "main")`)
+	restore := e.failInserts("object_state")
+	e.reconfig(`nightly("n", ["b"], hour = 3, time_zone = "UTC", branch = "main", only_if_changed = True)`)
+	if st := e.status("n"); st.Error == "" {
+		t.Errorf("status %+v, want the error", st)
+	}
+	restore()
+	e.advance(retryDelay)
+	e.fired()
+	if st := e.status("n"); st.Error != "" {
+		t.Errorf("status after the retry %+v", st)
+	}
+	c := e.change(onMain("r1"))
+	e.clk.Set(time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC))
+	wantChanges(t, e.next(), ids(c...))
+	e.none()
+}
