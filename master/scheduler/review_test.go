@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/starforge/starforge/master/result"
+	"github.com/starforge/starforge/master/store"
 )
 
 // newManager returns a Manager on e's store, not running.
@@ -188,6 +189,44 @@ func TestNightlyOnlyIfChangedRetriedAfterReconfig(t *testing.T) {
 	}
 	c := e.change(onMain("r1"))
 	e.clk.Set(time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC))
+	wantChanges(t, e.next(), ids(c...))
+	e.none()
+}
+
+// A scheduler whose start failed after it had armed its timers, and that a
+// reconfig then starts anew, does not leave the first attempt's timers
+// running: each would build the same changes.
+func TestFailedStartThenReconfigBuildsOnce(t *testing.T) {
+	e := newEnv(t, `single_branch_scheduler("main", ["b"], branch = "main", tree_stable_timer = "1m")`)
+	c := e.change(onMain("r1"))
+	e.stop()
+	ctx := context.Background()
+	// A stale deadline, which start drops, and a store that fails then.
+	if err := e.st.SetState(ctx, store.StateValue{Object: "scheduler:main", Name: "timer:x", Value: t0}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER fail_delete BEFORE DELETE ON object_state BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	if st := e.status("main"); st.Error == "" {
+		t.Fatalf("status %+v, want a start error", st)
+	}
+	if _, err := db.Exec(`DROP TRIGGER fail_delete`); err != nil {
+		t.Fatal(err)
+	}
+	e.reconfig(`single_branch_scheduler("main", ["c"], branch = "main", tree_stable_timer = "1m")`)
+	e.advance(retryDelay)
+	e.fired()
+	if n := e.clk.Pending(); n != 1 {
+		t.Errorf("%d timers armed, want the tree-stable timer alone", n)
+	}
+	e.advance(time.Minute - retryDelay)
 	wantChanges(t, e.next(), ids(c...))
 	e.none()
 }

@@ -338,6 +338,9 @@ func (m *Manager) apply(ctx context.Context) {
 		m.order = append(m.order, name)
 		if e, ok := m.scheds[name]; ok {
 			if !e.started {
+				// A failed start may have armed timers: they must not
+				// build next to the new one's.
+				e.s.stop()
 				e.s = newSched(m, sc)
 				m.start(ctx, name, e)
 				continue
