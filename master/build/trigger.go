@@ -1,8 +1,11 @@
 package build
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -63,8 +66,14 @@ func (s *stepRun) trigger(ctx context.Context, stdio *logSink, a *config.Trigger
 		b.log.Warn("trigger: read the build's changes", "err", err)
 	}
 
+	resumed := s.earlierChildren(ctx, props, sources)
 	var sets []store.Buildset
 	for _, name := range a.Schedulers {
+		if bs, ok := resumed[name]; ok {
+			sets = append(sets, bs)
+			stdio.header(ctx, fmt.Sprintf("resumed %s: buildset %d, which an earlier attempt of this build triggered", name, bs.ID))
+			continue
+		}
 		bs, reqs, err := t.Trigger(ctx, TriggerRequest{
 			Scheduler:          name,
 			Reason:             fmt.Sprintf("The Triggerable scheduler named '%s' was triggered by %s build #%d", name, b.req.BuilderName, b.build.Number),
@@ -123,6 +132,84 @@ func (s *stepRun) trigger(ctx context.Context, stdio *logSink, a *config.Trigger
 		worst = result.Worst(worst, res)
 	}
 	return worst, fmt.Sprintf("triggered builds: %s", worst)
+}
+
+// earlierChildren returns, by scheduler, the buildsets that this step (by
+// name) of an earlier build of the same request triggered with the same
+// properties and source stamps, unless they ended RETRY or CANCELLED. A
+// build retried after the master stopped or died resumes them instead of
+// triggering them twice: their builds have run, or are queued still.
+func (s *stepRun) earlierChildren(ctx context.Context, props map[string]store.Property, sources []store.SourceStamp) map[string]store.Buildset {
+	b := s.b
+	st := b.runner.Store
+	builds, err := st.ListBuilds(ctx, store.BuildFilter{RequestID: b.req.ID})
+	if err != nil {
+		b.log.Warn("trigger: read the earlier builds of this request", "err", err)
+		return nil
+	}
+	out := map[string]store.Buildset{}
+	for _, eb := range builds { // newest first: the latest attempt's win
+		if eb.ID == b.build.ID {
+			continue
+		}
+		sets, err := st.ChildBuildsets(ctx, eb.ID)
+		if err != nil {
+			b.log.Warn("trigger: read the buildsets an earlier build triggered", "build", eb.ID, "err", err)
+			continue
+		}
+		for _, bs := range sets {
+			name, _ := bs.Properties["scheduler"].Value.(string)
+			if _, ok := out[name]; ok || bs.ParentRelationship != s.step.Name {
+				continue
+			}
+			if bs.Complete && (bs.Results == result.Retry || bs.Results == result.Cancelled) {
+				continue
+			}
+			if sameTrigger(bs, props, sources) {
+				out[name] = bs
+			}
+		}
+	}
+	return out
+}
+
+// sameTrigger reports whether buildset bs was triggered with props and
+// sources.
+func sameTrigger(bs store.Buildset, props map[string]store.Property, sources []store.SourceStamp) bool {
+	n := 0
+	for k, p := range bs.Properties {
+		if p.Source != "Trigger" {
+			continue
+		}
+		n++
+		want, ok := props[k]
+		if !ok || !sameJSON(p.Value, want.Value) {
+			return false
+		}
+	}
+	if n != len(props) {
+		return false
+	}
+	key := func(sss []store.SourceStamp) []string {
+		out := make([]string, len(sss))
+		for i, ss := range sss {
+			var patch any
+			if p := ss.Patch; p != nil {
+				patch = []any{p.Level, p.Body, p.Subdir}
+			}
+			b, _ := json.Marshal([]any{ss.Codebase, ss.Repository, ss.Branch, ss.Revision, ss.Project, patch})
+			out[i] = string(b)
+		}
+		sort.Strings(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(key(bs.SourceStamps), key(sources))
+}
+
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }
 
 // triggerSources returns the source stamps the triggered builds get: this

@@ -184,13 +184,25 @@ func (p *Poller) Poll(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := p.fetch(ctx, repo, auth, changed, watched); err != nil {
+	fetch := changed
+	if !recorded {
+		// A new repository URL has a new cache, which lacks even the
+		// revisions that did not change.
+		fetch = slices.Sorted(maps.Keys(watched))
+	}
+	if err := p.fetch(ctx, repo, auth, fetch, watched); err != nil {
 		return Result{}, err
+	}
+	changed = nil // fetch may have moved some
+	for _, ref := range slices.Sorted(maps.Keys(watched)) {
+		if old[ref] != watched[ref] {
+			changed = append(changed, ref)
+		}
 	}
 
 	var changes []store.Change
 	if !recorded {
-		changes, err = p.firstPoll(repo, watched)
+		changes, err = p.firstPoll(repo, watched, changed)
 	} else {
 		changes, err = p.newChanges(ctx, repo, old, watched, changed)
 	}
@@ -220,8 +232,43 @@ func (p *Poller) Poll(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("git poller %s: store %d changes: %w", p.cfg.Name, len(changes), err)
 	}
+	p.keepHeads(repo, watched, removed)
 	p.tidyCache(ctx, repo, removed)
 	return Result{Changes: stored, Refs: watched}, nil
+}
+
+// keepRef is the cache ref that keeps the revision the poller stored for
+// ref, and its history, in the cache. The fetched refs are the remote's,
+// shared by the pollers of the repository: one poller's fetch of a
+// force-push, or a fetch whose changes were not stored, leaves another's
+// (or the same's) stored revision unreachable from them, and a repack
+// would drop it; the next walk would then take the old history for new.
+func (p *Poller) keepRef(ref string) plumbing.ReferenceName {
+	sum := sha256.Sum256([]byte(p.cfg.Name))
+	return plumbing.ReferenceName("refs/starforge/" + hex.EncodeToString(sum[:8]) + "/" + strings.TrimPrefix(ref, "refs/"))
+}
+
+// keepHeads points the poller's keep refs (see keepRef) at the revisions
+// it has just stored, and drops those of the refs it no longer watches. It
+// only logs problems: they loosen a later walk's bound, no more.
+func (p *Poller) keepHeads(repo *git.Repository, stored map[string]string, removed []string) {
+	for _, ref := range slices.Sorted(maps.Keys(stored)) {
+		name, h := p.keepRef(ref), plumbing.NewHash(stored[ref])
+		if cur, err := repo.Storer.Reference(name); err == nil && cur.Hash() == h {
+			continue
+		}
+		if repo.Storer.HasEncodedObject(h) != nil {
+			continue // not in the cache (made anew since): no ref may name it
+		}
+		if err := repo.Storer.SetReference(plumbing.NewHashReference(name, h)); err != nil {
+			p.log.Warn("git poller: keep the stored revision in the cache", "ref", ref, "err", err)
+		}
+	}
+	for _, ref := range removed {
+		if err := repo.Storer.RemoveReference(p.keepRef(ref)); err != nil {
+			p.log.Debug("git poller: remove keep ref from cache", "ref", ref, "err", err)
+		}
+	}
 }
 
 // loadState returns the revisions stored for each ref, and whether the
@@ -399,15 +446,15 @@ func (p *Poller) fetch(ctx context.Context, repo *git.Repository, auth transport
 }
 
 // firstPoll returns the changes of the first poll: none, or with
-// BuildOnFirstPoll one per watched branch head.
-func (p *Poller) firstPoll(repo *git.Repository, watched map[string]string) ([]store.Change, error) {
+// BuildOnFirstPoll one per changed branch head (all of them, unless the
+// poller had polled the same revisions under another repository URL).
+func (p *Poller) firstPoll(repo *git.Repository, watched map[string]string, changed []string) ([]store.Change, error) {
 	var branches []string
-	for ref := range watched {
+	for _, ref := range changed {
 		if strings.HasPrefix(ref, "refs/heads/") {
 			branches = append(branches, ref)
 		}
 	}
-	slices.Sort(branches)
 	p.log.Info("git poller: first poll; recording the heads", "repo", p.cfg.Repo, "refs", len(watched), "build", p.cfg.BuildOnFirstPoll)
 	if !p.cfg.BuildOnFirstPoll {
 		return nil, nil

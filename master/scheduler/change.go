@@ -126,8 +126,8 @@ func (s *changeSched) group(c store.Change) string {
 }
 
 // start loads the watermark, the kept changes and the deadlines of the
-// tree-stable timers; a new scheduler starts at the last stored change,
-// so that it does not build history. Groups left with an important change
+// tree-stable timers; a new scheduler starts at the last change stored
+// when SetConfig added it, so that it does not build history. Groups left with an important change
 // and no timer (a restart between the classification and the buildset,
 // or a configuration that changed meanwhile) are built or timed now.
 func (s *changeSched) start(ctx context.Context, state map[string]json.RawMessage) error {
@@ -137,7 +137,10 @@ func (s *changeSched) start(ctx context.Context, state map[string]json.RawMessag
 			return fmt.Errorf("state last_change: %w", err)
 		}
 	} else {
-		last, err := s.m.st.LastChangeID(ctx)
+		last, err := s.m.startMark, error(nil)
+		if !s.m.startMarkOK {
+			last, err = s.m.st.LastChangeID(ctx)
+		}
 		if err != nil {
 			return err
 		}
@@ -202,7 +205,9 @@ func (s *changeSched) armGroup(g string, at time.Time) {
 	s.timers[g] = s.m.arm(at, func(ctx context.Context) {
 		if err := s.fire(ctx, g); err != nil {
 			s.m.fail(s.name, err)
-		} else {
+		} else if len(s.failed) == 0 {
+			// Not while another group waits for its retry: Manager.retry
+			// retries only schedulers with an error.
 			s.m.succeeded(s.name)
 		}
 	})
@@ -326,11 +331,16 @@ func (s *changeSched) consume(ctx context.Context, cs []store.Change) error {
 		s.armGroup(g, at)
 	}
 	if s.r.build && s.r.stable == 0 {
+		// Every group, even after one failed: drain marks the ones that
+		// fail for the retry, and only those are retried.
+		var first error
 		for _, g := range touched {
-			if err := s.drain(ctx, g); err != nil {
-				s.m.fail(s.name, err)
-				break
+			if err := s.drain(ctx, g); err != nil && first == nil {
+				first = err
 			}
+		}
+		if first != nil {
+			s.m.fail(s.name, first)
 		}
 	}
 	return nil

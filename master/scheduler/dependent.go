@@ -18,7 +18,8 @@ import (
 // depSched is a dependent scheduler.
 //
 // When its upstream scheduler adds a buildset, build records in the
-// dependent's state that it waits for it ("upstream:<id>"). When that
+// dependent's state, in the same transaction, that it waits for it
+// ("upstream:<id>"). When that
 // buildset completes with SUCCESS or WARNINGS (as Buildbot's Dependent),
 // the dependent adds its own buildset, with the same source stamps,
 // changes and properties (but its own "scheduler"), and drops the record
@@ -32,7 +33,11 @@ type depSched struct {
 	cfg *config.Dependent
 }
 
-func subName(bsid int64) string { return "upstream:" + strconv.FormatInt(bsid, 10) }
+// subPrefix starts the names of a dependent's records of the upstream
+// buildsets it waits for.
+const subPrefix = "upstream:"
+
+func subName(bsid int64) string { return subPrefix + strconv.FormatInt(bsid, 10) }
 
 func (s *depSched) kind() string           { return "dependent" }
 func (s *depSched) obj() string            { return objName(s.cfg.Name) }
@@ -59,7 +64,7 @@ func (s *depSched) retry(ctx context.Context) error {
 // scan acts on the buildsets it waits for that have completed.
 func (s *depSched) scan(ctx context.Context, state map[string]json.RawMessage) error {
 	for _, name := range slices.Sorted(maps.Keys(state)) {
-		idText, ok := strings.CutPrefix(name, "upstream:")
+		idText, ok := strings.CutPrefix(name, subPrefix)
 		if !ok {
 			continue
 		}

@@ -75,6 +75,10 @@ type Manager struct {
 	waiters    map[int64][]chan result.Result
 	builderIDs map[string]int64 // builders never lose their id, so this is never stale
 	status     []Status
+	// cfgMark is the last change stored when the oldest SetConfig not yet
+	// applied was called, if cfgMarkOK.
+	cfgMark   int64
+	cfgMarkOK bool
 
 	// timerDone, if set (by tests, before Run), is called after each
 	// timer's event.
@@ -85,6 +89,11 @@ type Manager struct {
 	order  []string // scheduler names, in declaration order
 	retryT *timer
 	swept  bool // the state of schedulers removed while the master was down is dropped
+	// startMark is where a new change-driven scheduler starts: the last
+	// change stored when the configuration that added it was set (if
+	// startMarkOK).
+	startMark   int64
+	startMarkOK bool
 }
 
 // entry is one running scheduler.
@@ -160,8 +169,8 @@ func New(o Options) *Manager {
 // take the new settings from their next change or run; removed ones stop,
 // and their state and kept changes are dropped; new ones start from the
 // changes stored after this call. The builders must be registered in the
-// store (EnsureBuilder) before the schedulers build them. It returns at
-// once; Run applies it.
+// store (EnsureBuilder) before the schedulers build them. It reads the
+// last change's id and returns; Run applies cfg.
 func (m *Manager) SetConfig(cfg *config.Config) {
 	if cfg == nil {
 		return
@@ -174,8 +183,18 @@ func (m *Manager) SetConfig(cfg *config.Config) {
 			deps[d.Upstream] = append(deps[d.Upstream], d.Name)
 		}
 	}
+	// New schedulers start after the changes stored now, not when Run
+	// applies cfg: a change stored in between (a poller's at launch, a
+	// webhook's) would be neither history nor seen.
+	mark, err := m.st.LastChangeID(context.Background())
+	if err != nil {
+		m.log.Error("scheduler: read the last change; new schedulers will start from the last change when they start", "err", err)
+	}
 	m.mu.Lock()
 	m.cfg, m.byName, m.dependents = cfg, byName, deps
+	if !m.cfgMarkOK && err == nil { // else an earlier SetConfig's, not applied yet, is kept
+		m.cfgMark, m.cfgMarkOK = mark, true
+	}
 	m.mu.Unlock()
 	m.enqueue(event{config: true})
 }
@@ -289,6 +308,8 @@ func (m *Manager) handle(ctx context.Context, ev event) {
 func (m *Manager) apply(ctx context.Context) {
 	m.mu.Lock()
 	cfg := m.cfg
+	m.startMark, m.startMarkOK = m.cfgMark, m.cfgMarkOK
+	m.cfgMarkOK = false
 	m.mu.Unlock()
 	want := make(map[string]config.Scheduler, len(cfg.Schedulers))
 	for _, sc := range cfg.Schedulers {
@@ -317,6 +338,9 @@ func (m *Manager) apply(ctx context.Context) {
 		m.order = append(m.order, name)
 		if e, ok := m.scheds[name]; ok {
 			if !e.started {
+				// A failed start may have armed timers: they must not
+				// build next to the new one's.
+				e.s.stop()
 				e.s = newSched(m, sc)
 				m.start(ctx, name, e)
 				continue
@@ -421,7 +445,9 @@ func (m *Manager) start(ctx context.Context, name string, e *entry) {
 		}
 		switch {
 		case had == kind:
-		case len(state) == 0:
+		case had == "":
+			// New. What state it has, build recorded since SetConfig: a
+			// dependent's subscriptions to its upstream's buildsets.
 			if err := m.st.SetState(ctx, store.StateValue{Object: objName(name), Name: "kind", Value: kind}); err != nil {
 				return err
 			}
@@ -578,9 +604,9 @@ func (t *timer) stop() {
 	}
 }
 
-// build adds a buildset of scheduler name for builders, records the
-// subscriptions of name's dependent schedulers to it, and queues its
-// requests.
+// build adds a buildset of scheduler name for builders, with the
+// subscriptions of name's dependent schedulers to it in the same
+// transaction, and queues its requests.
 func (m *Manager) build(ctx context.Context, name string, builders []string, nb store.NewBuildset) (store.Buildset, []store.BuildRequest, error) {
 	ids, err := m.builderIDsFor(ctx, builders)
 	if err != nil {
@@ -594,22 +620,18 @@ func (m *Manager) build(ctx context.Context, name string, builders []string, nb 
 	if nb.SubmittedAt.IsZero() {
 		nb.SubmittedAt = m.clk.Now()
 	}
-	bs, reqs, err := m.st.AddBuildset(ctx, nb)
-	if err != nil {
-		return store.Buildset{}, nil, err
-	}
 	m.mu.Lock()
 	deps := m.dependents[name]
 	m.mu.Unlock()
-	if len(deps) > 0 {
-		subs := make([]store.StateValue, len(deps))
-		for i, d := range deps {
-			subs[i] = store.StateValue{Object: objName(d), Name: subName(bs.ID), Value: true}
-		}
-		if err := m.st.SetState(ctx, subs...); err != nil {
-			m.log.Error("scheduler: record that dependent schedulers wait for a buildset; they will not run after it",
-				"scheduler", name, "buildset", bs.ID, "dependents", deps, "err", err)
-		}
+	// The dependents' records that they wait for it go with the buildset:
+	// one without them would never be followed by theirs.
+	nb.State = slices.Clone(nb.State)
+	for _, d := range deps {
+		nb.State = append(nb.State, store.StateValue{Object: objName(d), Name: subPrefix + store.NewBuildsetID, Value: true})
+	}
+	bs, reqs, err := m.st.AddBuildset(ctx, nb)
+	if err != nil {
+		return store.Buildset{}, nil, err
 	}
 	m.q.Add(reqs...)
 	m.log.Info("scheduler added a buildset", "scheduler", name, "buildset", bs.ID,

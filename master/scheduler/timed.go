@@ -200,6 +200,17 @@ func (s *timedSched) fire(ctx context.Context) error {
 }
 
 func (s *timedSched) retry(ctx context.Context) error {
+	if s.wantsChanges() != (s.col != nil) {
+		// update failed to start or drop the change collector of
+		// only_if_changed: without it, the scheduler would never build.
+		var sc config.Scheduler = s.nt
+		if s.per != nil {
+			sc = s.per
+		}
+		if err := s.update(ctx, sc); err != nil {
+			return err
+		}
+	}
 	if !s.failed {
 		return nil
 	}

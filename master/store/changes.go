@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,15 +53,25 @@ type Patch struct {
 	Subdir  string // relative to the checkout, where the patch applies
 }
 
-type encodedState struct{ object, name, value string }
+// NewBuildsetID, in the Name of a value of NewBuildset.State, stands for
+// the id of the buildset AddBuildset adds, so that state that names the
+// new buildset (a dependent scheduler's record that it waits for it) is
+// stored in the transaction that adds it. Other writes refuse it.
+const NewBuildsetID = "{buildset}"
 
+type encodedState struct {
+	object, name, value string
+	newBuildset         bool // name holds NewBuildsetID
+}
+
+// encodeState encodes vals for AddBuildset, which resolves NewBuildsetID.
 func encodeState(vals []StateValue) ([]encodedState, error) {
 	out := make([]encodedState, len(vals))
 	for i, v := range vals {
 		if v.Object == "" || v.Name == "" {
 			return nil, fmt.Errorf("state value with an empty object or name (%q, %q)", v.Object, v.Name)
 		}
-		out[i] = encodedState{object: v.Object, name: v.Name}
+		out[i] = encodedState{object: v.Object, name: v.Name, newBuildset: strings.Contains(v.Name, NewBuildsetID)}
 		if v.Value == nil {
 			continue
 		}
@@ -73,9 +84,32 @@ func encodeState(vals []StateValue) ([]encodedState, error) {
 	return out, nil
 }
 
+// encodePlainState encodes vals for the writes that add no buildset.
+func encodePlainState(vals []StateValue) ([]encodedState, error) {
+	enc, err := encodeState(vals)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range enc {
+		if v.newBuildset {
+			return nil, fmt.Errorf("state %s/%s: %s names a new buildset, and this write adds none", v.object, v.name, NewBuildsetID)
+		}
+	}
+	return enc, nil
+}
+
 func (t *wtx) setState(vals []encodedState) error {
 	for _, v := range vals {
 		var err error
+		if v.newBuildset {
+			// Only AddBuildset's transaction gets here, after it added
+			// the buildset: the writer is alone, so that is the highest id.
+			var id int64
+			if err := t.queryRow(`SELECT MAX(id) FROM buildsets`).Scan(&id); err != nil {
+				return fmt.Errorf("state %s/%s: the new buildset's id: %w", v.object, v.name, err)
+			}
+			v.name = strings.ReplaceAll(v.name, NewBuildsetID, strconv.FormatInt(id, 10))
+		}
 		if v.value == "" {
 			_, err = t.exec(`DELETE FROM object_state WHERE object = ? AND name = ?`, v.object, v.name)
 		} else {
@@ -91,7 +125,7 @@ func (t *wtx) setState(vals []encodedState) error {
 
 // SetState stores vals in one transaction.
 func (s *Store) SetState(ctx context.Context, vals ...StateValue) error {
-	enc, err := encodeState(vals)
+	enc, err := encodePlainState(vals)
 	if err != nil {
 		return fmt.Errorf("store: set state: %w", err)
 	}
@@ -153,7 +187,7 @@ type encodedChange struct {
 // changes it produced: after a crash either both are stored or neither.
 // It returns the changes with their IDs and source stamps set.
 func (s *Store) AddChanges(ctx context.Context, cs []Change, state ...StateValue) ([]Change, error) {
-	encState, err := encodeState(state)
+	encState, err := encodePlainState(state)
 	if err != nil {
 		return nil, fmt.Errorf("store: add changes: %w", err)
 	}
@@ -349,7 +383,7 @@ func (s *Store) BuildsetChanges(ctx context.Context, bsid int64) ([]Change, erro
 // scheduler keeps for its next buildset. Recording a change twice is a
 // no-op.
 func (s *Store) ClassifyChanges(ctx context.Context, scheduler string, cs []SchedulerChange, state ...StateValue) error {
-	enc, err := encodeState(state)
+	enc, err := encodePlainState(state)
 	if err != nil {
 		return fmt.Errorf("store: classify changes: %w", err)
 	}
@@ -391,7 +425,7 @@ func (s *Store) SchedulerChanges(ctx context.Context, scheduler string) ([]Sched
 // state, in one transaction (a change that turned out unimportant, a
 // scheduler removed from the configuration: nil ids drops them all).
 func (s *Store) ForgetSchedulerChanges(ctx context.Context, scheduler string, ids []int64, state ...StateValue) error {
-	enc, err := encodeState(state)
+	enc, err := encodePlainState(state)
 	if err != nil {
 		return fmt.Errorf("store: forget changes: %w", err)
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -190,4 +191,43 @@ func addBS(t testing.TB, s *Store, ctx context.Context, nb NewBuildset) (Buildse
 		t.Fatal(err)
 	}
 	return bs, reqs
+}
+
+// State naming the new buildset is stored in the transaction that adds
+// it, with its id; writes that add no buildset refuse such names.
+func TestNewBuildsetIDState(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	b := must(s.EnsureBuilder(ctx, Builder{Name: "b"}))(t)
+	for range 2 { // the second buildset gets its own id
+		bs, _, err := s.AddBuildset(ctx, NewBuildset{BuilderIDs: []int64{b}, SourceStamps: []SourceStamp{{}},
+			State: []StateValue{{Object: "scheduler:down", Name: "upstream:" + NewBuildsetID, Value: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v bool
+		if found := must(s.GetState(ctx, "scheduler:down", fmt.Sprintf("upstream:%d", bs.ID), &v))(t); !found || !v {
+			t.Errorf("state upstream:%d = %v, %v; want true", bs.ID, v, found)
+		}
+	}
+	state := must(s.ObjectState(ctx, "scheduler:down"))(t)
+	if len(state) != 2 {
+		t.Errorf("state %v, want the two buildsets'", state)
+	}
+	vals := []StateValue{{Object: "o", Name: "x" + NewBuildsetID, Value: 1}}
+	if err := s.SetState(ctx, vals...); err == nil {
+		t.Error("SetState accepted a name with NewBuildsetID")
+	}
+	if _, err := s.AddChanges(ctx, []Change{{Author: "a"}}, vals...); err == nil {
+		t.Error("AddChanges accepted a name with NewBuildsetID")
+	}
+	if err := s.ClassifyChanges(ctx, "s", nil, vals...); err == nil {
+		t.Error("ClassifyChanges accepted a name with NewBuildsetID")
+	}
+	if err := s.ForgetSchedulerChanges(ctx, "s", nil, vals...); err == nil {
+		t.Error("ForgetSchedulerChanges accepted a name with NewBuildsetID")
+	}
+	if cs := must(s.ListChanges(ctx, ChangeFilter{}))(t); len(cs) != 0 {
+		t.Errorf("changes stored by a refused AddChanges: %+v", cs)
+	}
 }
