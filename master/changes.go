@@ -3,7 +3,6 @@ package master
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/starforge/starforge/master/build"
@@ -67,16 +66,9 @@ func (t triggerer) CancelBuildset(ctx context.Context, id int64, reason string) 
 				continue
 			}
 		}
-		builds, err := m.store.ListBuilds(ctx, store.BuildFilter{RequestID: r.ID, RunningOnly: true})
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, b := range builds {
-			if err := m.run.Stop(b.ID, reason); err != nil && !errors.Is(err, build.ErrNotRunning) {
-				errs = append(errs, fmt.Errorf("stop build %d: %w", b.ID, err))
-			}
-		}
+		// Claimed: its build runs, or is being set up and is stopped as
+		// soon as it starts.
+		m.run.StopRequest(r.ID, reason)
 	}
 	return errors.Join(errs...)
 }

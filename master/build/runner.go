@@ -58,6 +58,10 @@ type Runner struct {
 	mu       sync.Mutex
 	running  map[int64]*run // by build id
 	stopping string         // set by Shutdown: new builds are refused
+	// stopReqs are stops asked for requests whose build is not running yet
+	// (claimed, still being set up), by request id: the build is stopped
+	// as soon as it is registered.
+	stopReqs map[int64]string
 }
 
 func (r *Runner) now() time.Time {
@@ -92,6 +96,31 @@ func (r *Runner) Stop(buildID int64, reason string) error {
 	}
 	b.stop(reason, result.Cancelled)
 	return nil
+}
+
+// StopRequest stops the build of request reqID, as Stop does, with result
+// CANCELLED. If that build is still being set up (the request is claimed
+// but no build runs yet), it is stopped as soon as it starts. Call it only
+// for a claimed request: a request that is never built keeps its entry.
+func (r *Runner) StopRequest(reqID int64, reason string) {
+	r.mu.Lock()
+	var b *run
+	for _, x := range r.running {
+		if x.req.ID == reqID {
+			b = x
+			break
+		}
+	}
+	if b == nil {
+		if r.stopReqs == nil {
+			r.stopReqs = map[int64]string{}
+		}
+		r.stopReqs[reqID] = reason
+	}
+	r.mu.Unlock()
+	if b != nil {
+		b.stop(reason, result.Cancelled)
+	}
 }
 
 // Running returns the ids of the running builds.
@@ -170,11 +199,16 @@ func (r *Runner) RunBuild(req store.BuildRequest, worker string) (requeue bool) 
 		r.mu.Lock()
 		r.running[b.build.ID] = b
 		stopping := r.stopping
+		cancelled, wasCancelled := r.stopReqs[req.ID]
+		delete(r.stopReqs, req.ID)
 		r.mu.Unlock()
-		if stopping != "" {
+		switch {
+		case stopping != "":
 			// Shutdown began after the check above and did not see this
 			// build; it must not run to its end.
 			b.stop(stopping, result.Retry)
+		case wasCancelled:
+			b.stop(cancelled, result.Cancelled)
 		}
 		b.collapse(ctx)
 		res = b.execute(ctx)
