@@ -34,7 +34,9 @@ FUZZTIME ?= 1m
 FUZZ_TARGETS := \
 	./worker/proto:FuzzDecode \
 	./worker/command:FuzzDefaultScanner \
-	./webui:FuzzAPIQuery
+	./webui:FuzzAPIQuery \
+	./master/webhook:FuzzParse \
+	./config:FuzzLoad
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
