@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -35,6 +36,12 @@ type session struct {
 	cmds     map[string]command.Command // running, by command_id
 	stopping bool                       // no new commands
 	wg       sync.WaitGroup             // command goroutines and interrupts
+
+	// The pause extension (donated desktops, see donor.go).
+	pauseExt    atomic.Bool   // the master agreed to it
+	gotSettings atomic.Bool   // set_worker_settings arrived
+	pauseKick   chan struct{} // wakes the pause notifier
+	notifyOnce  sync.Once
 }
 
 // exception is an error whose text goes to the master verbatim, such as
@@ -48,14 +55,19 @@ func (e exception) Error() string { return string(e) }
 // whether the worker must stop, and why the connection ended.
 func (a *Agent) serve(ctx context.Context, ws *websocket.Conn) (stop bool, err error) {
 	s := &session{
-		a:        a,
-		log:      a.log,
-		shutdown: make(chan struct{}),
-		cmds:     map[string]command.Command{},
+		a:         a,
+		log:       a.log,
+		shutdown:  make(chan struct{}),
+		cmds:      map[string]command.Command{},
+		pauseKick: make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer s.cancel()
 	s.conn = proto.NewConn(ws, s, a.ConnOptions)
+	if a.donor != nil {
+		a.donor.attach(s)
+		defer a.donor.detach(s)
+	}
 	served := make(chan error, 1)
 	go func() { served <- s.conn.Serve() }()
 
@@ -156,7 +168,11 @@ func (s *session) HandleRequest(op string, msg proto.Message) (any, error) {
 	case proto.OpGetWorkerInfo:
 		return s.a.workerInfo(), nil
 	case proto.OpSetWorkerSettings:
-		return nil, s.a.setSettings(msg)
+		if err := s.a.setSettings(msg); err != nil {
+			return nil, err
+		}
+		s.settingsApplied(msg)
+		return nil, nil
 	case proto.OpStartCommand:
 		return nil, s.startCommand(args)
 	case proto.OpInterruptCommand:
@@ -260,6 +276,7 @@ func (s *session) startCommand(args proto.Args) error {
 		cargs = map[string]any{}
 	}
 	log := s.log.With("command_id", key, "command", name)
+	builder, _ := args.String("builder_name", "")
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -269,29 +286,58 @@ func (s *session) startCommand(args proto.Args) error {
 	if _, dup := s.cmds[key]; dup {
 		return exception(fmt.Sprintf("duplicate command_id %s", key))
 	}
-	cmd, err := command.New(name, proto.Args(cargs), command.Env{
+	env := command.Env{
 		Basedir:  s.a.basedir,
 		Environ:  s.a.environ,
 		Settings: s.a.currentSettings(),
 		Logger:   log,
 		Ledger:   s.a.ledger,
-	})
+	}
+	var ledger *cmdLedger
+	if d := s.a.donor; d != nil {
+		ledger = &cmdLedger{inner: s.a.ledger, d: d}
+		env.Ledger = ledger
+		env.ProcAttr = d.lim.ProcAttr()
+	}
+	cmd, err := command.New(name, proto.Args(cargs), env)
 	if err != nil {
 		log.Warn("cannot start command", "err", err)
 		return err
 	}
+	var dc *dcmd
+	ctx := s.ctx
+	if d := s.a.donor; d != nil {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(s.ctx)
+		dc = d.admit(builder, args[proto.KeyBuild], s, cmd, cancel)
+		ledger.c = dc
+	}
 	s.cmds[key] = cmd
 	s.wg.Add(1)
-	go s.run(key, id, cmd, log)
+	go s.run(ctx, key, id, cmd, dc, log)
 	return nil
 }
 
-// run runs one command and reports its completion.
-func (s *session) run(key string, id any, cmd command.Command, log *slog.Logger) {
+// run runs one command and reports its completion. On a donated desktop
+// (dc set) it first waits until the command's build may run, and reports
+// a build handed back with starforge_abandon instead of complete.
+func (s *session) run(ctx context.Context, key string, id any, cmd command.Command, dc *dcmd, log *slog.Logger) {
 	defer s.wg.Done()
 	start := time.Now()
-	log.Info("command started")
-	err := runSafely(s.ctx, cmd, cmdSender{conn: s.conn, id: id}, log)
+	abandoned := ""
+	var err error
+	if dc != nil {
+		d := s.a.donor
+		defer d.ended(dc)
+		if abandoned, err = d.wait(ctx, dc); abandoned == "" && err == nil {
+			log.Info("command started")
+			err = runSafely(ctx, cmd, cmdSender{conn: s.conn, id: id}, log)
+			abandoned = d.abandonedReason(dc)
+		}
+	} else {
+		log.Info("command started")
+		err = runSafely(ctx, cmd, cmdSender{conn: s.conn, id: id}, log)
+	}
 
 	// Out of the table before complete goes out, so that the master may
 	// reuse the id as soon as it knows the command ended.
@@ -305,6 +351,10 @@ func (s *session) run(key string, id any, cmd command.Command, log *slog.Logger)
 	}
 	if s.ctx.Err() != nil || s.conn.Err() != nil {
 		log.Warn("command ended without a connection to report to", "elapsed", time.Since(start), "err", err)
+		return
+	}
+	if abandoned != "" {
+		s.reportAbandon(id, abandoned, log)
 		return
 	}
 	log.Info("command finished", "elapsed", time.Since(start), "err", err)
