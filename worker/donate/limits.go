@@ -1,9 +1,6 @@
 package donate
 
-import (
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // Limits bound what builds may take of the machine. They apply to the
 // worker process itself, so that every command inherits them, and
@@ -30,8 +27,6 @@ const (
 	DefaultNice          = 10
 	DefaultIOClass       = "idle"
 	DefaultThrottleCores = 1
-	// throttleNice is a throttled build's priority: the lowest.
-	throttleNice = 19
 )
 
 // DefaultLimits returns the default limits: all cores, nice 10, idle I/O,
@@ -55,22 +50,4 @@ func (l Limits) Check() error {
 		return fmt.Errorf("throttle-cores must be at least 1, got %d", l.ThrottleCores)
 	}
 	return nil
-}
-
-// pickCPUs returns n CPUs of allowed (the last ones: the first are where
-// interrupts and the owner's programs tend to run), or all of them when n
-// is 0 or too large.
-func pickCPUs(allowed []int, n int) []int {
-	if n <= 0 || n >= len(allowed) {
-		return allowed
-	}
-	return allowed[len(allowed)-n:]
-}
-
-func formatCPUs(cpus []int) string {
-	s := make([]string, len(cpus))
-	for i, c := range cpus {
-		s[i] = fmt.Sprint(c)
-	}
-	return strings.Join(s, ",")
 }

@@ -12,6 +12,9 @@ import (
 	"unsafe"
 )
 
+// throttleNice is a throttled build's priority: the lowest.
+const throttleNice = 19
+
 // Limiter applies Limits to the worker and throttles builds. It is safe
 // for concurrent use.
 type Limiter struct {

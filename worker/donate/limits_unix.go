@@ -7,6 +7,9 @@ import (
 	"syscall"
 )
 
+// throttleNice is a throttled build's priority: the lowest.
+const throttleNice = 19
+
 // Limiter applies Limits to the worker and throttles builds. Here only the
 // nice value works: this platform has no per-process CPU sets, I/O classes
 // or cgroups the worker could use.

@@ -39,7 +39,7 @@ func (f *fakeSystem) Processes(ours []int, _ []string) (ProcStats, error) {
 	f.ours = ours
 	return ProcStats{ForeignLoad: 1, LoadKnown: true}, nil
 }
-func (f *fakeSystem) Power() (Power, error)           { return Power{Charge: -1}, nil }
+func (f *fakeSystem) Power() (Power, error)          { return Power{Charge: -1}, nil }
 func (f *fakeSystem) FreeDisk(string) (int64, error) { return 0, errors.New("no disk here") }
 func (f *fakeSystem) count() int                     { f.mu.Lock(); defer f.mu.Unlock(); return f.scans }
 
@@ -56,7 +56,7 @@ func (f *fakeTarget) Builds() ([]Build, []int) {
 	return f.builds, []int{4242}
 }
 func (f *fakeTarget) Apply(d Decision, _ Observation) { f.applied <- d }
-func (f *fakeTarget) set(b []Build)                  { f.mu.Lock(); f.builds = b; f.mu.Unlock() }
+func (f *fakeTarget) set(b []Build)                   { f.mu.Lock(); f.builds = b; f.mu.Unlock() }
 
 func TestMonitorPollsFastOnlyWhileBuilding(t *testing.T) {
 	clk := clock.NewFake(t0)
