@@ -102,6 +102,10 @@ type dcmd struct {
 	// abandoned is set (under donor.mu) when the command is killed to hand
 	// the build back.
 	abandoned string
+	// interrupted is closed when the master interrupts the command: it
+	// then stops waiting for its build to thaw, and ends at once.
+	interrupted chan struct{}
+	intOnce     sync.Once
 }
 
 func newDonor(a *Agent, cfg *Donation) *donor {
@@ -435,7 +439,7 @@ func (d *donor) admit(builder string, buildID any, sess *session, cmd command.Co
 			d.buildsRun++
 		}
 	}
-	c := &dcmd{b: b, cmd: cmd, cancel: cancel, groups: map[int]bool{}}
+	c := &dcmd{b: b, cmd: cmd, cancel: cancel, groups: map[int]bool{}, interrupted: make(chan struct{})}
 	switch {
 	case b.mode == donate.Abandoned:
 		c.abandoned = b.reason
@@ -472,11 +476,16 @@ func (d *donor) wait(ctx context.Context, c *dcmd) (abandoned string, err error)
 				return "", nil
 			}
 			// Frozen again before this command got going: wait more.
+		case <-c.interrupted:
+			return "", nil // Run sees the interrupt and stops at once
 		case <-ctx.Done():
 			return "", ctx.Err()
 		}
 	}
 }
+
+// interrupt lets c out of wait: the master interrupted it.
+func (d *donor) interrupt(c *dcmd) { c.intOnce.Do(func() { close(c.interrupted) }) }
 
 // ended unregisters a command.
 func (d *donor) ended(c *dcmd) {

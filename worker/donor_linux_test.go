@@ -21,10 +21,14 @@ type owner struct {
 	idle time.Duration
 }
 
-func (o *owner) Name() string                          { return "test owner" }
-func (o *owner) Idle(time.Time) (time.Duration, error) { o.mu.Lock(); defer o.mu.Unlock(); return o.idle, nil }
-func (o *owner) away()                                 { o.mu.Lock(); o.idle = time.Hour; o.mu.Unlock() }
-func (o *owner) back()                                 { o.mu.Lock(); o.idle = 0; o.mu.Unlock() }
+func (o *owner) Name() string { return "test owner" }
+func (o *owner) Idle(time.Time) (time.Duration, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.idle, nil
+}
+func (o *owner) away() { o.mu.Lock(); o.idle = time.Hour; o.mu.Unlock() }
+func (o *owner) back() { o.mu.Lock(); o.idle = 0; o.mu.Unlock() }
 
 // quietSystem is a machine with nothing else going on.
 type quietSystem struct{}
@@ -343,5 +347,38 @@ func TestDonorWithAPlainMasterDisconnectsWhilePaused(t *testing.T) {
 	handshake(t, mc2, false)
 	if _, err := mc2.call(t, proto.OpPrint, map[string]any{"message": "ping"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestDonorFrozenBuildCanBeStopped(t *testing.T) {
+	m := newTestMaster(t, "w1", "pw1")
+	ta, o := startDonor(t, m, nil)
+	mc := m.accept(t)
+	handshake(t, mc, true)
+	mc.await(t, proto.OpPause, pauseIs(false, ""))
+	base, _ := filepath.Abs(ta.Basedir)
+	start := func(id string) {
+		mc.call(t, proto.OpStartCommand, map[string]any{"command_id": id, "command_name": "shell", "builder_name": "proj",
+			proto.KeyBuild: 9, "args": map[string]any{"workdir": base, "command": waitScript, "logEnviron": false}})
+	}
+	start("c1")
+	mc.await(t, proto.OpUpdate, stdoutHas("c1", "started"))
+	o.back()
+	mc.await(t, proto.OpPause, pauseIs(true, "owner active"))
+	// The build's next step waits for the thaw; a user stops the build.
+	start("c2")
+	for _, id := range []string{"c1", "c2"} {
+		if _, err := mc.call(t, proto.OpInterruptCommand, map[string]any{"command_id": id, "why": "stopped by a user"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := mc.awaitAll(t, expect{proto.OpComplete, forCommand("c1")}, expect{proto.OpComplete, forCommand("c2")})
+	for _, msg := range got {
+		if msg["args"] != nil {
+			t.Errorf("%v: complete %v", msg["command_id"], msg["args"])
+		}
+	}
+	if _, err := os.Stat(filepath.Join(base, "go")); err == nil {
+		t.Fatal("test setup: go exists")
 	}
 }

@@ -34,6 +34,7 @@ type session struct {
 
 	mu       sync.Mutex
 	cmds     map[string]command.Command // running, by command_id
+	dcmds    map[string]*dcmd           // a donor's view of them, by command_id
 	stopping bool                       // no new commands
 	wg       sync.WaitGroup             // command goroutines and interrupts
 
@@ -59,6 +60,7 @@ func (a *Agent) serve(ctx context.Context, ws *websocket.Conn) (stop bool, err e
 		log:       a.log,
 		shutdown:  make(chan struct{}),
 		cmds:      map[string]command.Command{},
+		dcmds:     map[string]*dcmd{},
 		pauseKick: make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -311,6 +313,7 @@ func (s *session) startCommand(args proto.Args) error {
 		ctx, cancel = context.WithCancelCause(s.ctx)
 		dc = d.admit(builder, args[proto.KeyBuild], s, cmd, cancel)
 		ledger.c = dc
+		s.dcmds[key] = dc
 	}
 	s.cmds[key] = cmd
 	s.wg.Add(1)
@@ -329,6 +332,7 @@ func (s *session) run(ctx context.Context, key string, id any, cmd command.Comma
 	if dc != nil {
 		d := s.a.donor
 		defer d.ended(dc)
+		defer dc.cancel(nil) // its context is a child of the session's
 		if abandoned, err = d.wait(ctx, dc); abandoned == "" && err == nil {
 			log.Info("command started")
 			err = runSafely(ctx, cmd, cmdSender{conn: s.conn, id: id}, log)
@@ -343,6 +347,7 @@ func (s *session) run(ctx context.Context, key string, id any, cmd command.Comma
 	// reuse the id as soon as it knows the command ended.
 	s.mu.Lock()
 	delete(s.cmds, key)
+	delete(s.dcmds, key)
 	s.mu.Unlock()
 
 	var result any // nil: success, as Buildbot's complete args
@@ -385,6 +390,10 @@ func (s *session) interruptCommand(args proto.Args) {
 	why, _ := args.String("why", "")
 	s.mu.Lock()
 	cmd := s.cmds[key]
+	if dc := s.dcmds[key]; dc != nil {
+		// A command waiting for its frozen build goes, to be stopped.
+		s.a.donor.interrupt(dc)
+	}
 	if cmd != nil {
 		// The command's own count keeps the group above zero here.
 		s.wg.Add(1)

@@ -21,8 +21,12 @@ type groupLedger struct {
 	groups []int
 }
 
-func (l *groupLedger) Started(pgid int) { l.mu.Lock(); l.groups = append(l.groups, pgid); l.mu.Unlock() }
-func (l *groupLedger) Ended(int)        {}
+func (l *groupLedger) Started(pgid int) {
+	l.mu.Lock()
+	l.groups = append(l.groups, pgid)
+	l.mu.Unlock()
+}
+func (l *groupLedger) Ended(int) {}
 
 // procState returns the state letter of pid from /proc ("T" is stopped).
 func procState(t *testing.T, pid int) string {
