@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -174,6 +175,22 @@ func statField(t *testing.T, pid, n int) string {
 	return strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))[n-3]
 }
 
+// cpusAllowed returns a process's Cpus_allowed_list.
+func cpusAllowed(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no Cpus_allowed_list for %d", pid)
+	return ""
+}
+
 // waitStopped waits until pid is stopped (or running again); signals
 // arrive asynchronously and the kernel announces neither.
 func waitStopped(t *testing.T, pid int, stopped bool) {
@@ -321,6 +338,22 @@ func TestDonorThrottles(t *testing.T) {
 	}
 	if st := statField(t, pgid, 3); st == "T" {
 		t.Error("a throttled build was stopped")
+	}
+	all := cpusAllowed(t, os.Getpid())
+	if runtime.NumCPU() > 1 {
+		if got := cpusAllowed(t, pgid); got == all || strings.ContainsAny(got, ",-") {
+			t.Errorf("a throttled build may use CPUs %s (the worker: %s), want one", got, all)
+		}
+	}
+	// The owner leaves: the build gets its CPUs back.
+	o.away()
+	mc.await(t, proto.OpPause, pauseIs(false, ""))
+	deadline = time.Now().Add(waitTimeout)
+	for cpusAllowed(t, pgid) != all {
+		if time.Now().After(deadline) {
+			t.Fatalf("CPUs %s after the owner left, want %s", cpusAllowed(t, pgid), all)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	os.WriteFile(filepath.Join(base, "go"), nil, 0o644)
 	if done, _ := mc.await(t, proto.OpComplete, forCommand("c1")); done["args"] != nil {
