@@ -235,7 +235,10 @@ func (d *donor) Apply(dec donate.Decision, o donate.Observation) {
 	}
 	d.expireLocked(now)
 	sess := d.sess
-	changed := first || prev.Accepting != dec.Status.Accepting || prev.Reason != dec.Status.Reason
+	// The master hears of a new state or cause, not of every new load
+	// figure; the owner's status file has them all.
+	changed := first || prev.Accepting != dec.Status.Accepting || prev.Cause != dec.Status.Cause
+	reworded := prev.Reason != dec.Status.Reason
 	if changed {
 		close(d.changed)
 		d.changed = make(chan struct{})
@@ -251,7 +254,7 @@ func (d *donor) Apply(dec donate.Decision, o donate.Observation) {
 		}
 	}
 	// The status file first: what the master hears, the owner can read.
-	if changed || modesChanged || now.Sub(d.lastWriteTime()) >= statusEvery {
+	if changed || reworded || modesChanged || now.Sub(d.lastWriteTime()) >= statusEvery {
 		d.writeStatus(false)
 	}
 	if sess != nil {
