@@ -181,4 +181,3 @@ force_scheduler("force", builders=["busy"])
 	b.ReportMetric(float64(waits[len(waits)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(waits[len(waits)-1].Microseconds())/1000, "max-ms")
 }
-

@@ -25,9 +25,13 @@ type owner struct {
 	idle time.Duration
 }
 
-func (o *owner) Name() string                          { return "test owner" }
-func (o *owner) Idle(time.Time) (time.Duration, error) { o.mu.Lock(); defer o.mu.Unlock(); return o.idle, nil }
-func (o *owner) set(d time.Duration)                   { o.mu.Lock(); o.idle = d; o.mu.Unlock() }
+func (o *owner) Name() string { return "test owner" }
+func (o *owner) Idle(time.Time) (time.Duration, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.idle, nil
+}
+func (o *owner) set(d time.Duration) { o.mu.Lock(); o.idle = d; o.mu.Unlock() }
 
 type quiet struct{}
 
