@@ -27,8 +27,8 @@ type builtin struct {
 // then one constructor per step kind. It is built once and never modified.
 var builtins = append([]*builtin{
 	{newSignature("master", masterParams, masterExtraParams), builtinMaster},
-	{newSignature("worker", workerParams, workerExtraParams), builtinWorker},
-	{newSignature("builder", builderParams, builderExtraParams), builtinBuilder},
+	{newSignature("worker", workerParams, workerExtraParams, donateWorkerParams), builtinWorker},
+	{newSignature("builder", builderParams, builderExtraParams, donateBuilderParams), builtinBuilder},
 	{newSignature("force_scheduler", forceSchedulerParams), builtinForceScheduler},
 	{newSignature("single_branch_scheduler", schedulerParams, []param{{name: "branch"}}, changeSchedulerParams), builtinSingleBranchScheduler},
 	{newSignature("any_branch_scheduler", schedulerParams, changeSchedulerParams), builtinAnyBranchScheduler},
@@ -206,6 +206,7 @@ func builtinWorker(c *call) (starlark.Value, error) {
 	}
 	w.Properties = c.jsonDict("properties")
 	workerExtras(c, w)
+	workerDonate(c, w) // donate.go
 
 	// Register even a worker with problems, so that builders naming it do
 	// not report it as unknown as well.
@@ -267,6 +268,7 @@ func builtinBuilder(c *call) (starlark.Value, error) {
 		b.WorkerBuildDir = safeDirName(b.Name)
 	}
 	builderExtras(c, b)
+	builderDonate(c, b) // donate.go
 
 	if b.Name != "" {
 		c.l.builders = append(c.l.builders, b)

@@ -178,6 +178,9 @@ type Worker struct {
 	// NotifyOnMissing is told (default DefaultMissingTimeout); 0 means never.
 	MissingTimeout time.Duration
 	Locks          []LockAccess // taken for every build on this worker; nil when none
+	// Donated marks a developer's desktop (starforge-worker --donate): only
+	// builders with AllowDonated run there. See donate.go.
+	Donated bool
 
 	Pos Pos // position of the worker(...) call
 }
@@ -219,6 +222,9 @@ type Builder struct {
 	NextBuild          *Func // next_build(builder, requests), or nil
 	CanStart           *Func // can_start(builder, worker, request), or nil
 	Priority           int   // higher builders are served first; default 0
+	// AllowDonated lets the builder run on donated workers (Worker.Donated);
+	// see AcceptsWorker.
+	AllowDonated bool
 
 	Pos Pos // position of the builder(...) call
 }

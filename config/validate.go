@@ -72,6 +72,7 @@ func (l *loader) validate(cfg *Config) {
 	l.validateTriggers(cfg, schedulers) // trigger.go
 	l.validateLocks(cfg, func(n string) bool { return workers[n] != nil || latent[n] != nil }, workerNames)
 	l.validateUsers(cfg)
+	l.validateDonated(cfg, workers) // donate.go
 }
 
 // declared is implemented by the schedulers (and later, other pluggable

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -90,8 +91,14 @@ type Agent struct {
 	environ map[string]string
 	ledger  *ledger
 
+	// Donation, if set, makes the worker a donated desktop (donor.go).
+	Donation *Donation
+
 	mu       sync.Mutex
 	settings command.Settings // the master's latest set_worker_settings
+
+	donor       *donor      // set by init when Donation is
+	plainMaster atomic.Bool // the last master did not agree to the pause extension
 }
 
 // Run connects to the master and serves it, reconnecting after failures,
@@ -105,8 +112,21 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	// Before taking new work: kill what a killed previous run left behind.
 	a.ledger.cleanup()
+	if a.donor != nil {
+		done := make(chan struct{})
+		go func() { a.donor.run(ctx); close(done) }()
+		defer func() { <-done }()
+	}
 	bo := backoff{min: a.MinBackoff, max: a.MaxBackoff}
 	for {
+		if a.donor != nil && a.plainMaster.Load() {
+			// A master that cannot be told of pauses gets no connection
+			// while the worker is paused.
+			a.donor.waitAccepting(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+		}
 		began := time.Now()
 		handshake, stop, err := a.connect(ctx)
 		if stop || ctx.Err() != nil {
@@ -177,6 +197,9 @@ func (a *Agent) init() error {
 		return fmt.Errorf("worker: base directory: %w", err)
 	}
 	a.ledger = newLedger(a.basedir, a.log)
+	if a.Donation != nil {
+		a.donor = newDonor(a, a.Donation)
+	}
 	a.mu.Lock()
 	if a.settings == (command.Settings{}) {
 		a.settings = command.DefaultSettings()

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/starforge/starforge/worker/command"
+	"github.com/starforge/starforge/worker/proto"
 )
 
 // maxInfoFileSize bounds one BASEDIR/info file in get_worker_info, so that
@@ -41,6 +42,9 @@ func (a *Agent) workerInfo() map[string]any {
 	info["version"] = "starforge-worker " + a.version()
 	info["worker_commands"] = command.Names()
 	info["delete_leftover_dirs"] = 0
+	if a.donor != nil {
+		info[proto.KeyExtensions] = proto.ExtensionList([]string{proto.ExtPause})
+	}
 	return info
 }
 

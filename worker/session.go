@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -33,8 +34,15 @@ type session struct {
 
 	mu       sync.Mutex
 	cmds     map[string]command.Command // running, by command_id
+	dcmds    map[string]*dcmd           // a donor's view of them, by command_id
 	stopping bool                       // no new commands
 	wg       sync.WaitGroup             // command goroutines and interrupts
+
+	// The pause extension (donated desktops, see donor.go).
+	pauseExt    atomic.Bool   // the master agreed to it
+	gotSettings atomic.Bool   // set_worker_settings arrived
+	pauseKick   chan struct{} // wakes the pause notifier
+	notifyOnce  sync.Once
 }
 
 // exception is an error whose text goes to the master verbatim, such as
@@ -48,14 +56,20 @@ func (e exception) Error() string { return string(e) }
 // whether the worker must stop, and why the connection ended.
 func (a *Agent) serve(ctx context.Context, ws *websocket.Conn) (stop bool, err error) {
 	s := &session{
-		a:        a,
-		log:      a.log,
-		shutdown: make(chan struct{}),
-		cmds:     map[string]command.Command{},
+		a:         a,
+		log:       a.log,
+		shutdown:  make(chan struct{}),
+		cmds:      map[string]command.Command{},
+		dcmds:     map[string]*dcmd{},
+		pauseKick: make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer s.cancel()
 	s.conn = proto.NewConn(ws, s, a.ConnOptions)
+	if a.donor != nil {
+		a.donor.attach(s)
+		defer a.donor.detach(s)
+	}
 	served := make(chan error, 1)
 	go func() { served <- s.conn.Serve() }()
 
@@ -156,7 +170,11 @@ func (s *session) HandleRequest(op string, msg proto.Message) (any, error) {
 	case proto.OpGetWorkerInfo:
 		return s.a.workerInfo(), nil
 	case proto.OpSetWorkerSettings:
-		return nil, s.a.setSettings(msg)
+		if err := s.a.setSettings(msg); err != nil {
+			return nil, err
+		}
+		s.settingsApplied(msg)
+		return nil, nil
 	case proto.OpStartCommand:
 		return nil, s.startCommand(args)
 	case proto.OpInterruptCommand:
@@ -260,6 +278,7 @@ func (s *session) startCommand(args proto.Args) error {
 		cargs = map[string]any{}
 	}
 	log := s.log.With("command_id", key, "command", name)
+	builder, _ := args.String("builder_name", "")
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -269,34 +288,66 @@ func (s *session) startCommand(args proto.Args) error {
 	if _, dup := s.cmds[key]; dup {
 		return exception(fmt.Sprintf("duplicate command_id %s", key))
 	}
-	cmd, err := command.New(name, proto.Args(cargs), command.Env{
+	env := command.Env{
 		Basedir:  s.a.basedir,
 		Environ:  s.a.environ,
 		Settings: s.a.currentSettings(),
 		Logger:   log,
 		Ledger:   s.a.ledger,
-	})
+	}
+	var ledger *cmdLedger
+	if d := s.a.donor; d != nil {
+		ledger = &cmdLedger{inner: s.a.ledger, d: d}
+		env.Ledger = ledger
+		env.ProcAttr = d.lim.ProcAttr()
+	}
+	cmd, err := command.New(name, proto.Args(cargs), env)
 	if err != nil {
 		log.Warn("cannot start command", "err", err)
 		return err
 	}
+	var dc *dcmd
+	ctx := s.ctx
+	if d := s.a.donor; d != nil {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(s.ctx)
+		dc = d.admit(builder, args[proto.KeyBuild], s, cmd, cancel)
+		ledger.c = dc
+		s.dcmds[key] = dc
+	}
 	s.cmds[key] = cmd
 	s.wg.Add(1)
-	go s.run(key, id, cmd, log)
+	go s.run(ctx, key, id, cmd, dc, log)
 	return nil
 }
 
-// run runs one command and reports its completion.
-func (s *session) run(key string, id any, cmd command.Command, log *slog.Logger) {
+// run runs one command and reports its completion. On a donated desktop
+// (dc set) it first waits until the command's build may run, and reports
+// a build handed back with starforge_abandon instead of complete.
+func (s *session) run(ctx context.Context, key string, id any, cmd command.Command, dc *dcmd, log *slog.Logger) {
 	defer s.wg.Done()
 	start := time.Now()
-	log.Info("command started")
-	err := runSafely(s.ctx, cmd, cmdSender{conn: s.conn, id: id}, log)
+	abandoned := ""
+	var err error
+	if dc != nil {
+		d := s.a.donor
+		defer d.ended(dc)
+		defer dc.cancel(nil) // its context is a child of the session's
+		if abandoned, err = d.wait(ctx, dc); abandoned == "" && err == nil {
+			log.Info("command started")
+			err = runSafely(ctx, cmd, cmdSender{conn: s.conn, id: id}, log)
+			abandoned = d.abandonedReason(dc)
+		}
+	} else {
+		log.Info("command started")
+		err = runSafely(ctx, cmd, cmdSender{conn: s.conn, id: id}, log)
+	}
 
 	// Out of the table before complete goes out, so that the master may
 	// reuse the id as soon as it knows the command ended.
 	s.mu.Lock()
 	delete(s.cmds, key)
+	delete(s.dcmds, key)
 	s.mu.Unlock()
 
 	var result any // nil: success, as Buildbot's complete args
@@ -305,6 +356,10 @@ func (s *session) run(key string, id any, cmd command.Command, log *slog.Logger)
 	}
 	if s.ctx.Err() != nil || s.conn.Err() != nil {
 		log.Warn("command ended without a connection to report to", "elapsed", time.Since(start), "err", err)
+		return
+	}
+	if abandoned != "" {
+		s.reportAbandon(id, abandoned, log)
 		return
 	}
 	log.Info("command finished", "elapsed", time.Since(start), "err", err)
@@ -335,6 +390,10 @@ func (s *session) interruptCommand(args proto.Args) {
 	why, _ := args.String("why", "")
 	s.mu.Lock()
 	cmd := s.cmds[key]
+	if dc := s.dcmds[key]; dc != nil {
+		// A command waiting for its frozen build goes, to be stopped.
+		s.a.donor.interrupt(dc)
+	}
 	if cmd != nil {
 		// The command's own count keeps the group above zero here.
 		s.wg.Add(1)

@@ -211,7 +211,7 @@ func (r *Runner) RunBuild(req store.BuildRequest, worker string) (requeue bool) 
 			b.stop(cancelled, result.Cancelled)
 		}
 		b.collapse(ctx)
-		res = b.execute(ctx)
+		res = b.execute(registry.WithBuild(ctx, b.build.ID)) // a donated worker tells its builds apart
 		r.mu.Lock()
 		delete(r.running, b.build.ID)
 		r.mu.Unlock()

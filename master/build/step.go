@@ -204,7 +204,11 @@ func (s *stepRun) remote(ctx context.Context, cmd command) (result.Result, strin
 	s.drain()
 	b.setCurrent(nil)
 	stopReason, stopResult := s.stopped()
+	var abandoned *registry.AbandonedError
 	switch {
+	case errors.As(err, &abandoned):
+		s.logs["stdio"].header(ctx, abandoned.Error()+"; the build goes back to the queue")
+		return result.Retry, "handed back by a donated worker"
 	case errors.Is(err, registry.ErrWorkerLost):
 		s.logs["stdio"].header(ctx, "worker connection lost: "+err.Error())
 		return result.Retry, "worker lost"

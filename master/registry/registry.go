@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -37,6 +38,13 @@ type Hooks struct {
 	// Detached is called once when an attached session's connection ends,
 	// after every running command has failed with ErrWorkerLost.
 	Detached func(s *Session, reason error)
+	// Paused is called when a worker that negotiated the pause extension
+	// (a donated desktop) stops taking builds (paused) or takes them again,
+	// with its reason ("owner active", "on battery", ...). It is called
+	// only between Attached and Detached, in the order the worker sent the
+	// changes; if the worker was already paused when it attached, it is
+	// called right after Attached. See pause.go.
+	Paused func(s *Session, paused bool, reason string)
 }
 
 // Options configure a Registry.
@@ -50,6 +58,10 @@ type Options struct {
 	HandshakeTimeout time.Duration
 	// Settings sent with set_worker_settings; zero values pick Buildbot's.
 	Settings map[string]any
+	// Extensions are the Starforge protocol extensions the master offers
+	// to workers that announce them (see proto.KeyExtensions); nil means
+	// all it implements, an empty non-nil slice none.
+	Extensions []string
 }
 
 // Registry is an http.Handler for the worker port and the set of connected
@@ -83,6 +95,9 @@ func New(opts Options) *Registry {
 			"buffer_timeout":  0.2,
 			"buffer_size":     1 << 20, // fewer, larger updates: each waits for a commit
 		}
+	}
+	if opts.Extensions == nil {
+		opts.Extensions = []string{proto.ExtPause}
 	}
 	opts.Conn.Logger = opts.Logger
 	return &Registry{
@@ -210,6 +225,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if h := r.opts.Hooks.Attached; h != nil {
 		h(s)
 	}
+	s.attachedPause(r.opts.Hooks.Paused)
 	attached <- true
 }
 
@@ -225,7 +241,15 @@ func (r *Registry) handshake(s *Session) error {
 		return fmt.Errorf("get_worker_info: want a map, got %T", res)
 	}
 	s.info = info
-	if _, err := s.conn.Call(ctx, proto.OpSetWorkerSettings, map[string]any{"args": r.opts.Settings}); err != nil {
+	settings := r.opts.Settings
+	if offered, ok := info[proto.KeyExtensions]; ok {
+		// Only a worker that announced extensions hears of them: a plain
+		// Buildbot worker gets exactly Buildbot's settings.
+		s.exts = proto.Agree(proto.Extensions(offered), r.opts.Extensions)
+		settings = maps.Clone(settings)
+		settings[proto.KeyExtensions] = proto.ExtensionList(s.exts)
+	}
+	if _, err := s.conn.Call(ctx, proto.OpSetWorkerSettings, map[string]any{"args": settings}); err != nil {
 		return fmt.Errorf("set_worker_settings: %w", err)
 	}
 	if _, err := s.conn.Call(ctx, proto.OpPrint, map[string]any{"message": "attached"}); err != nil {

@@ -36,7 +36,9 @@ type Session struct {
 	log      *slog.Logger
 	conn     *proto.Conn
 	info     map[string]any // set during the handshake, read-only after
+	exts     []string       // the agreed extensions; set during the handshake, read-only after
 	detached chan struct{}
+	pause    pauseState
 
 	mu       sync.Mutex
 	nextID   int64
@@ -142,12 +144,14 @@ func (s *Session) Start(ctx context.Context, builder, name string, args map[stri
 	s.commands[rc.ID] = rc
 	s.mu.Unlock()
 
-	_, err := s.conn.Call(ctx, proto.OpStartCommand, map[string]any{
+	msg := map[string]any{
 		"builder_name": builder,
 		"command_id":   rc.ID,
 		"command_name": name,
 		"args":         args,
-	})
+	}
+	s.addBuild(ctx, msg)
+	_, err := s.conn.Call(ctx, proto.OpStartCommand, msg)
 	if err != nil {
 		s.remove(rc.ID)
 		var re *proto.RemoteError
@@ -229,6 +233,12 @@ func (s *Session) HandleRequest(op string, msg proto.Message) (any, error) {
 		proto.OpUploadFileWrite, proto.OpUploadFileClose, proto.OpUploadFileUtime,
 		proto.OpUploadDirectoryWrite, proto.OpUploadDirectoryUnpack,
 		proto.OpReadFile, proto.OpReadFileClose:
+	case proto.OpPause, proto.OpAbandon:
+		if s.HasExtension(proto.ExtPause) {
+			return s.handlePause(op, msg)
+		}
+		//lint:ignore ST1005 Buildbot's exact wording, which peers may match
+		return nil, fmt.Errorf("Command %s does not exist.", op)
 	default:
 		//lint:ignore ST1005 Buildbot's exact wording, which peers may match
 		return nil, fmt.Errorf("Command %s does not exist.", op)

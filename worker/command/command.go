@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/starforge/starforge/worker/proto"
@@ -51,6 +52,9 @@ type Env struct {
 	Settings Settings
 	Logger   *slog.Logger
 	Ledger   ProcessLedger // may be nil
+	// ProcAttr, if set, adjusts the attributes of every process a command
+	// starts (a donated desktop's worker starts them in a cgroup).
+	ProcAttr func(*syscall.SysProcAttr)
 }
 
 // ProcessLedger remembers the process groups of running commands, so that

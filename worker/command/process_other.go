@@ -70,3 +70,9 @@ func fileOwner(os.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
 // id is 0: the ledger of orphaned process groups is for unix, where a
 // killed worker's children outlive it (a Windows job object dies with it).
 func (g *procGroup) id() int { return 0 }
+
+// canStop: processes cannot be stopped here.
+const canStop = false
+
+func (g *procGroup) stop() error { return errUnsupported }
+func (g *procGroup) cont() error { return errUnsupported }

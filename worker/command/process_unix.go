@@ -55,6 +55,15 @@ func (g *procGroup) signal(sig os.Signal) error {
 	return nil
 }
 
+// canStop: process groups can be stopped and continued here.
+const canStop = true
+
+// stop stops every process of the group (SIGSTOP cannot be caught).
+func (g *procGroup) stop() error { return g.signal(syscall.SIGSTOP) }
+
+// cont continues the group's processes.
+func (g *procGroup) cont() error { return g.signal(syscall.SIGCONT) }
+
 // release frees what the group holds once the command is done.
 func (g *procGroup) release() {}
 

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -63,6 +64,7 @@ var (
 // Interrupt at any time, from any goroutine.
 type shellCommand struct {
 	*interruptFlag
+	freezer
 	env    Env
 	logger *slog.Logger
 
@@ -538,11 +540,24 @@ func (r *shellRun) run(ctx context.Context) error {
 		cmd.Stdin = inR
 	}
 	prepareCmd(cmd, c.isShell)
+	if c.env.ProcAttr != nil {
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		c.env.ProcAttr(cmd.SysProcAttr)
+	}
 
 	// Watchers look at their files before the process starts, so that a
 	// logfile left over from an earlier build is only sent once it changes.
 	watch := newLogWatchers(c.logfiles)
 
+	// A command frozen before its start waits, unstarted; an interrupt or
+	// a cancel lets it start only to be stopped at once.
+	select {
+	case <-c.freezer.wait():
+	case <-c.interrupted():
+	case <-ctx.Done():
+	}
 	r.start = time.Now()
 	g, err := startGroup(cmd)
 	// The child has its own copies of the write ends (or failed to start);
@@ -553,6 +568,9 @@ func (r *shellRun) run(ctx context.Context) error {
 		return r.startFailed(err)
 	}
 	defer g.release()
+	// The time without output starts again when a frozen command thaws.
+	c.freezer.started(g, func() { r.lastActivity.Store(int64(time.Since(r.start))) })
+	defer c.freezer.ended()
 	if id := g.id(); id > 0 && c.env.Ledger != nil {
 		// Recorded so that a worker killed before it could kill this
 		// group does so when it starts again.
@@ -687,6 +705,7 @@ func (r *shellRun) supervise(ctx context.Context, g *procGroup, exited <-chan *o
 	// The supervisor never waits for the master: a stalled connection must
 	// not delay a kill.
 	kill := func(reason, msg string, stages []killStage) {
+		c.freezer.die()
 		killedBy = reason
 		ioC, maxC = nil, nil
 		out.writeNow(proto.UpdHeader, []byte("\n"+msg+", attempting to kill\n"))
@@ -712,10 +731,15 @@ func (r *shellRun) supervise(ctx context.Context, g *procGroup, exited <-chan *o
 			if killedBy == "" {
 				kill("cancel", "command cancelled: "+context.Cause(ctx).Error(), []killStage{{sigKill, killEscalation}})
 			} else {
+				c.freezer.die()
 				plan = []killStage{{sigKill, killEscalation}}
 				step()
 			}
 		case <-ioC:
+			if frozen, _ := c.freezer.frozenTime(); frozen {
+				ioTimer.Reset(dur(c.timeout))
+				continue
+			}
 			idle := time.Since(r.start) - time.Duration(r.lastActivity.Load())
 			if left := dur(c.timeout) - idle; left > 0 {
 				ioTimer.Reset(left)
@@ -724,6 +748,13 @@ func (r *shellRun) supervise(ctx context.Context, g *procGroup, exited <-chan *o
 			out.addNow(proto.UpdFailureReason, "timeout_without_output")
 			kill("timeout", fmt.Sprintf("command timed out: %s seconds without output running %s", c.timeoutText, c.argvRepr), c.killPlan())
 		case <-maxC:
+			// Time spent frozen does not count.
+			if _, frozenFor := c.freezer.frozenTime(); frozenFor > 0 {
+				if left := dur(c.maxTime) - (time.Since(r.start) - frozenFor); left > 0 {
+					maxTimer.Reset(left)
+					continue
+				}
+			}
 			out.addNow(proto.UpdFailureReason, "timeout")
 			kill("maxTime", fmt.Sprintf("command timed out: %s seconds elapsed running %s", c.maxTimeText, c.argvRepr), c.killPlan())
 		case <-linesC:

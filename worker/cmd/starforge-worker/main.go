@@ -5,7 +5,12 @@
 //
 // Usage:
 //
-//	starforge-worker --master HOST:PORT --name NAME --password PASS --basedir DIR
+//	starforge-worker --master HOST:PORT --name NAME --password PASS --basedir DIR [--donate ...]
+//	starforge-worker status [--basedir DIR]
+//
+// With --donate the worker is a donated desktop: it builds only while its
+// owner is away (see package donate and `starforge-worker --donate
+// --help`), and `starforge-worker status` says what it does and why.
 //
 // Each setting may come from the environment instead (flags win):
 // STARFORGE_MASTER, STARFORGE_WORKER_NAME, STARFORGE_WORKER_PASSWORD,
@@ -27,6 +32,7 @@ import (
 	"syscall"
 
 	"github.com/starforge/starforge/worker"
+	"github.com/starforge/starforge/worker/donate"
 )
 
 func main() {
@@ -49,6 +55,9 @@ type setting struct {
 
 // run is main with its dependencies passed in; it returns the exit code.
 func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == "status" {
+		return runStatus(args[1:], stdout, stderr, getenv)
+	}
 	fs := flag.NewFlagSet("starforge-worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -59,11 +68,12 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		basedir      = fs.String("basedir", "", "the worker's base directory `DIR`, created if needed; env STARFORGE_WORKER_BASEDIR")
 		showVersion  = fs.Bool("version", false, "print the version and exit")
 		logLevel     = fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+		donating     = fs.Bool("donate", false, "donate this desktop: build only while its owner is away (see --donate --help)")
+		donateConf   = fs.String("donate-config", "", "read donation settings from `FILE` (default BASEDIR/donate.conf if present)")
 	)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: starforge-worker --master HOST:PORT --name NAME --password PASS --basedir DIR\n\n")
-		fs.PrintDefaults()
-	}
+	dc := donate.DefaultConfig()
+	dc.Flags(fs)
+	fs.Usage = func() { usage(fs, hasDonate(args)) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -85,6 +95,13 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if !*donating {
+		for n := range given {
+			if donate.IsFlag(n) || n == "donate-config" {
+				return usageError("--%s needs --donate", n)
+			}
+		}
+	}
 	if given["password-file"] {
 		if given["password"] {
 			return usageError("--password and --password-file are mutually exclusive")
@@ -125,6 +142,20 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		log.Error("cannot prepare the base directory", "basedir", *basedir, "err", err)
 		return exitError
 	}
+	var donation *worker.Donation
+	if *donating {
+		path, optional := *donateConf, false
+		if path == "" {
+			path, optional = filepath.Join(dir, "donate.conf"), true
+		}
+		if err := donate.ReadFile(path, fs, given, optional); err != nil {
+			return usageError("%v", err)
+		}
+		if err := dc.Check(); err != nil {
+			return usageError("%v", err)
+		}
+		donation = newDonation(dc, getenv, log)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -134,6 +165,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		Password: *password,
 		Basedir:  dir,
 		Logger:   log,
+		Donation: donation,
 	}
 	log.Info("starforge-worker starting", "version", worker.Version, "master", *master, "name", *name, "basedir", dir)
 	if err := a.Run(ctx); err != nil {
