@@ -153,6 +153,7 @@ func (m *Master) WorkerStates() map[string]webui.WorkerState {
 	for _, s := range m.reg.Sessions() {
 		out[s.Name] = webui.WorkerState{Connected: true, RunningBuilds: running[s.Name]}
 	}
+	m.addDonations(context.Background(), out)
 	m.addPauses(context.Background(), out)
 	return out
 }

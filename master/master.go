@@ -149,7 +149,7 @@ func New(opts Options) (*Master, error) {
 	m.props = &buildsetProps{st: st, log: m.log}
 	m.reg = registry.New(registry.Options{
 		Credentials: m.credentials,
-		Hooks:       registry.Hooks{Attached: m.attached, Detached: m.detached},
+		Hooks:       registry.Hooks{Attached: m.attached, Detached: m.detached, Paused: m.donorPaused},
 		Logger:      m.log,
 	})
 	m.run.Sessions = m.reg
@@ -202,6 +202,7 @@ func (m *Master) detached(s *registry.Session, reason error) {
 		}
 	}
 	m.disp.Detached(s.Name)
+	m.refreshPause(ctx, s.Name) // a donor's pause ends with its session
 }
 
 // dispatchConfig extracts what the dispatcher needs from cfg. props gives
@@ -209,8 +210,15 @@ func (m *Master) detached(s *registry.Session, reason error) {
 func dispatchConfig(cfg *config.Config, props *buildsetProps) dispatch.Config {
 	var dc dispatch.Config
 	for _, b := range cfg.Builders {
+		// Donated desktops take only the builders that allow them.
+		var workers []string
+		for _, w := range b.WorkerNames {
+			if b.AcceptsWorker(cfg.Worker(w)) {
+				workers = append(workers, w)
+			}
+		}
 		db := dispatch.Builder{
-			Name: b.Name, Workers: b.WorkerNames, Locks: lockAccesses(b.Locks), Priority: b.Priority,
+			Name: b.Name, Workers: workers, Locks: lockAccesses(b.Locks), Priority: b.Priority,
 		}
 		builderFuncs(&db, cfg, b, props)
 		dc.Builders = append(dc.Builders, db)

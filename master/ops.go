@@ -159,12 +159,11 @@ func (m *Master) setPaused(ctx context.Context, name string, paused bool, reason
 		return fmt.Errorf("pause worker %s: %w", name, err)
 	}
 	if paused {
-		m.disp.Pause(name, reason)
 		m.log.Info("worker paused", "worker", name, "reason", reason)
 	} else {
-		m.disp.Unpause(name)
 		m.log.Info("worker unpaused", "worker", name, "reason", reason)
 	}
+	m.refreshPause(ctx, name)
 	return nil
 }
 

@@ -169,6 +169,10 @@ type workerJSON struct {
 	LastConnected    unixTime    `json:"last_connected"`    // extension
 	LastDisconnected unixTime    `json:"last_disconnected"` // extension
 	RunningBuilds    []int64     `json:"running_builds"`    // extension: build ids
+	// Extensions for donated desktops: whether the worker is one, and the
+	// hours of builds it has given.
+	Donated           bool    `json:"donated"`
+	DonatedBuildHours float64 `json:"donated_build_hours"`
 }
 
 // toWorkerJSON merges a stored worker with its live state, if the master
@@ -190,6 +194,7 @@ func toWorkerJSON(w store.Worker, live WorkerState, haveLive bool) workerJSON {
 		j.Connected = live.Connected
 		j.Paused = live.Paused
 		j.PauseReason = nullString(live.PauseReason)
+		j.Donated, j.DonatedBuildHours = live.Donated, live.DonatedHours
 		if live.RunningBuilds != nil {
 			j.RunningBuilds = live.RunningBuilds
 		}

@@ -25,7 +25,7 @@ var (
 		"state_string", "results", "hidden", "urls"}
 	logFields    = []string{"logid", "name", "slug", "stepid", "complete", "num_lines", "type"}
 	workerFields = []string{"workerid", "name", "workerinfo", "paused", "pause_reason", "graceful", "connected_to",
-		"connected", "last_connected", "last_disconnected", "running_builds"}
+		"connected", "last_connected", "last_disconnected", "running_builds", "donated", "donated_build_hours"}
 	requestFields = []string{"buildrequestid", "buildsetid", "builderid", "priority", "claimed", "claimed_at",
 		"complete", "complete_at", "results", "submitted_at", "waited_for", "waiting_reason", "cancel_reason"}
 	forceFields = []string{"name", "label", "builder_names", "button_name", "all_fields"}

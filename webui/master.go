@@ -114,4 +114,8 @@ type WorkerState struct {
 	RunningBuilds []int64 // build ids
 	Paused        bool
 	PauseReason   string
+	// Donated: a developer's desktop (worker(donated=True)); DonatedHours
+	// is the time its finished builds took.
+	Donated      bool
+	DonatedHours float64
 }

@@ -20,6 +20,9 @@ type workerRow struct {
 	OS      string
 	Version string
 	NumCPUs string
+	// Donated desktops: hours of builds given.
+	Donated      bool
+	DonatedHours float64
 }
 
 // GET /workers
@@ -42,7 +45,8 @@ func (s *Server) workersPage(w http.ResponseWriter, r *http.Request) error {
 	live := s.m.WorkerStates()
 	d := workersData{layout: layout{Site: s.m.Title(), Title: "Workers", Nav: "workers", Refresh: 5}}
 	for _, wk := range workers {
-		if ls, ok := live[wk.Name]; ok {
+		ls, haveLive := live[wk.Name]
+		if haveLive {
 			wk.Connected, wk.Paused, wk.PauseReason = ls.Connected, ls.Paused, ls.PauseReason
 		}
 		row := workerRow{
@@ -52,6 +56,9 @@ func (s *Server) workersPage(w http.ResponseWriter, r *http.Request) error {
 			OS:      infoText(wk.Info, "os", "os_info", "system"),
 			Version: infoText(wk.Info, "version"),
 			NumCPUs: infoText(wk.Info, "numcpus"),
+
+			Donated:      ls.Donated,
+			DonatedHours: ls.DonatedHours,
 		}
 		if wk.Connected {
 			row.Since = wk.LastConnected

@@ -241,9 +241,6 @@ force_scheduler("force", builders=["proj"])
 // comes first in the builder's list, so only a dispatcher that skips
 // paused workers sends the build to ci.
 func TestDonatedPausedWorkerGetsNoBuilds(t *testing.T) {
-	if os.Getenv("STARFORGE_E2E_PAUSE_WIRED") == "" {
-		t.Skip("needs the dispatcher to skip paused workers (registry.Hooks.Paused → Master.PauseWorker); set STARFORGE_E2E_PAUSE_WIRED=1 once wired")
-	}
 	testenvLinux(t)
 	dir := t.TempDir()
 	m := startMaster(t, filepath.Join(dir, "master"), `
@@ -263,6 +260,23 @@ force_scheduler("force", builders=["proj", "untrusted"])
 	}
 	if bs := m.builds(t, "proj"); len(bs) != 1 || bs[0].WorkerName != "ci" {
 		t.Fatalf("builds %+v, want one on ci (desk is paused)", bs)
+	}
+	var ws struct {
+		Workers []struct {
+			Name        string  `json:"name"`
+			Paused      bool    `json:"paused"`
+			PauseReason *string `json:"pause_reason"`
+			Donated     bool    `json:"donated"`
+		} `json:"workers"`
+	}
+	m.getJSON(t, "api/v2/workers", &ws)
+	for _, w := range ws.Workers {
+		if w.Name == "desk" && (!w.Paused || !w.Donated || w.PauseReason == nil || !strings.Contains(*w.PauseReason, "owner active")) {
+			t.Errorf("the API shows desk as %+v; want donated, paused, owner active", w)
+		}
+	}
+	if page := m.getText(t, "workers"); !strings.Contains(page, "owner active") || !strings.Contains(page, "donated") {
+		t.Error("the workers page does not show why the donated desktop is paused")
 	}
 	// Untrusted builds never land on the donated desktop, paused or not.
 	ownerAway(t, idle)
