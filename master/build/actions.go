@@ -128,7 +128,7 @@ func (s *stepRun) runCommand(ctx context.Context, cmd command, hook updateHook) 
 	res, state = finishTransfer(ctx, s.logs["stdio"], cmd, res, state)
 	s.transfer = nil
 	if s.lastErr != nil && res == result.Success {
-		return result.Exception, "storing output failed: " + s.lastErr.Error()
+		return s.storeFailure(ctx)
 	}
 	return res, state
 }

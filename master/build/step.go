@@ -95,6 +95,9 @@ type stepRun struct {
 	queue   chan []proto.Update
 	qclosed bool
 	drained chan struct{}
+	// storeFailed is closed when storing the command's output failed (the
+	// disk is full): the command is interrupted, since its output is lost.
+	storeFailed chan struct{}
 }
 
 // updateQueueLen bounds the updates waiting to be stored per step (each at
@@ -107,11 +110,14 @@ func (s *stepRun) startWriter(ctx context.Context) {
 	s.qclosed = false // a step may run several commands (actions.go)
 	s.qmu.Unlock()
 	s.drained = make(chan struct{})
+	failed := make(chan struct{})
+	s.storeFailed = failed
 	go func() {
 		defer close(s.drained)
 		for ups := range s.queue {
 			if err := s.update(ctx, ups); err != nil && s.lastErr == nil {
 				s.lastErr = err
+				close(failed)
 			}
 		}
 	}()
@@ -170,9 +176,20 @@ func (s *stepRun) run(ctx context.Context, sc *config.Step) (result.Result, stri
 	res, state = s.remote(ctx, cmd)
 	res, state = finishTransfer(ctx, stdio, cmd, res, state)
 	if s.lastErr != nil && res == result.Success {
-		return result.Exception, "storing output failed: " + s.lastErr.Error()
+		return s.storeFailure(ctx)
 	}
 	return res, state
+}
+
+// storeFailure ends a step whose output could not be stored: EXCEPTION,
+// saying why as plainly as it can.
+func (s *stepRun) storeFailure(ctx context.Context) (result.Result, string) {
+	if errors.Is(s.lastErr, store.ErrDiskFull) {
+		s.b.log.Error("step output lost: the disk is full", "step", s.step.Name, "err", s.lastErr)
+		return result.Exception, "the disk is full: output not stored"
+	}
+	s.b.log.Error("step output lost", "step", s.step.Name, "err", s.lastErr)
+	return result.Exception, "storing output failed: " + firstLine(s.lastErr.Error())
 }
 
 // remote runs cmd on the worker and maps its outcome to a result.
@@ -203,6 +220,9 @@ func (s *stepRun) remote(ctx context.Context, cmd command) (result.Result, strin
 	err = s.wait(ctx, rc)
 	s.drain()
 	b.setCurrent(nil)
+	if s.lastErr != nil {
+		return s.storeFailure(ctx)
+	}
 	stopReason, stopResult := s.stopped()
 	var abandoned *registry.AbandonedError
 	switch {
@@ -251,6 +271,18 @@ func (s *stepRun) wait(ctx context.Context, rc *registry.RemoteCommand) error {
 			return rc.Wait(ctx)
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-s.storeFailed:
+			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_ = rc.Interrupt(ictx, "the master cannot store the output")
+			cancel()
+			t := time.NewTimer(interruptGrace)
+			defer t.Stop()
+			select {
+			case <-rc.Done():
+				return rc.Wait(ctx)
+			case <-t.C:
+				return fmt.Errorf("the worker did not end the command %s after it was interrupted", interruptGrace)
+			}
 		case <-s.stopSignal():
 			if s.afterStop {
 				// Already stopped before this step: nothing new to wait for.

@@ -112,7 +112,7 @@ func (s *Store) AppendLog(ctx context.Context, logID int64, lines []byte) (first
 	// Split outside the writer goroutine, which should only run SQL.
 	var buf [1]chunk
 	chunks := splitChunks(lines, buf[:])
-	err = s.write(ctx, len(lines), func(tx *wtx) error {
+	err = s.writeBulk(ctx, len(lines), func(tx *wtx) error {
 		var num int
 		var size int64
 		var complete bool

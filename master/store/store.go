@@ -182,6 +182,8 @@ type Store struct {
 	rstmts map[string]*sql.Stmt // prepared statements on rdb, by query
 
 	bsHook func(id int64, results result.Result) // OnBuildsetComplete
+
+	reserve *reserve // ballast for a full disk; see diskfull.go
 }
 
 // readConns is the size of the read pool. SQLite readers in WAL mode do not
@@ -246,7 +248,7 @@ func Open(path string) (*Store, error) {
 	rdb.SetConnMaxLifetime(0)
 	rdb.SetConnMaxIdleTime(0)
 
-	s := &Store{path: path, w: w, rdb: rdb, rstmts: make(map[string]*sql.Stmt)}
+	s := &Store{path: path, w: w, rdb: rdb, rstmts: make(map[string]*sql.Stmt), reserve: newReserve(path)}
 	w.start()
 	return s, nil
 }
@@ -276,7 +278,27 @@ func (s *Store) Close() error {
 // fn may run more than once (see writer.run) and only its last run counts:
 // it must assign its outputs, never accumulate into them.
 func (s *Store) write(ctx context.Context, size int, fn func(tx *wtx) error) error {
-	return s.w.do(ctx, size, fn)
+	err := s.w.do(ctx, size, fn)
+	if err != nil && s.reserve != nil && isDiskFull(err) && s.reserve.release() {
+		// The ballast is gone: there is room for this write now.
+		err = s.w.do(ctx, size, fn)
+	}
+	return err
+}
+
+// writeBulk is write for bulk data (log lines): while the disk is full it
+// fails at once with ErrDiskFull, leaving what room is left to the writes
+// that record the end of steps and builds.
+func (s *Store) writeBulk(ctx context.Context, size int, fn func(tx *wtx) error) error {
+	if s.reserve != nil && s.reserve.isFull() {
+		return ErrDiskFull
+	}
+	err := s.w.do(ctx, size, fn)
+	if err != nil && s.reserve != nil && isDiskFull(err) {
+		s.reserve.release()
+		return fmt.Errorf("%w (%v)", ErrDiskFull, err)
+	}
+	return err
 }
 
 // stmt returns a prepared statement for query on the read pool. The set of
