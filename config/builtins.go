@@ -86,6 +86,7 @@ var masterParams = []param{
 	{name: "http_addr"},
 	{name: "worker_addr"},
 	{name: "log_max_size"},
+	{name: "upload_max_size"},
 }
 
 func defaultMasterSettings() MasterSettings {
@@ -95,6 +96,8 @@ func defaultMasterSettings() MasterSettings {
 		HTTPAddr:   DefaultHTTPAddr,
 		WorkerAddr: DefaultWorkerAddr,
 		LogMaxSize: DefaultLogMaxSize,
+
+		UploadMaxSize: DefaultUploadMaxSize,
 
 		DB:             DefaultDB,
 		WebAuth:        "none",
@@ -122,6 +125,7 @@ func builtinMaster(c *call) (starlark.Value, error) {
 		}
 	}
 	m.LogMaxSize = c.byteSize("log_max_size", DefaultLogMaxSize)
+	m.UploadMaxSize = c.byteSize("upload_max_size", DefaultUploadMaxSize)
 	masterExtras(c, &m)
 	if prev := c.l.master; prev != nil {
 		c.errorf("called more than once (first call at %s)", prev.Pos)

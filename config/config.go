@@ -145,6 +145,10 @@ type MasterSettings struct {
 	// 0: no cap). A log that reaches it says so and drops the rest.
 	LogMaxSize int64
 
+	// UploadMaxSize caps each file or directory archive a worker uploads
+	// to the master, in bytes (default DefaultUploadMaxSize; 0: no cap).
+	UploadMaxSize int64
+
 	// SSHAddr is the host:port of the SSH server; "" (the default) means off.
 	SSHAddr string
 	// DB is the database: a path relative to the master's basedir, or a

@@ -11,6 +11,9 @@ import (
 // DefaultLogMaxSize is the default cap on one stored log.
 const DefaultLogMaxSize = 64 << 20
 
+// DefaultUploadMaxSize is the default cap on one upload to the master.
+const DefaultUploadMaxSize = 10 << 30
+
 // sizeUnits are the suffixes byteSize accepts, longest first.
 var sizeUnits = []struct {
 	suffix string

@@ -84,7 +84,7 @@ func (s *stepRun) runAction(ctx context.Context, stdio *logSink, sc *config.Step
 			"mode":      mode,
 		}}, nil)
 	case *config.UploadDirAction:
-		t, err := newUploadDir(s.b.runner.masterPath(a.MasterDest), a.Compress)
+		t, err := newUploadDir(s.b.runner.masterPath(a.MasterDest), a.Compress, s.b.cfg.Master.UploadMaxSize)
 		if err != nil {
 			stdio.header(ctx, err.Error())
 			return result.Failure, err.Error()
@@ -608,7 +608,7 @@ func (s *stepRun) uploadMany(ctx context.Context, stdio *logSink, sc *config.Ste
 		bases[i] = base
 	}
 	for i, f := range files {
-		t, err := newUpload(filepath.Join(destDir, bases[i]), -1)
+		t, err := newUpload(filepath.Join(destDir, bases[i]), -1, s.b.cfg.Master.UploadMaxSize)
 		if err != nil {
 			stdio.header(ctx, err.Error())
 			return result.Failure, err.Error()

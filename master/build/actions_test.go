@@ -120,7 +120,7 @@ func makeTar(t *testing.T, gz bool, entries ...tarEntry) []byte {
 // receiveDir plays the worker's side of upload_directory into dest.
 func receiveDir(t *testing.T, dest, compress string, data []byte) (string, error) {
 	t.Helper()
-	u, err := newUploadDir(dest, compress)
+	u, err := newUploadDir(dest, compress, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -356,7 +356,7 @@ func (s *stepRun) command(sc *config.Step) (command, error) {
 			"logEnviron":  sc.LogEnviron,
 		}}, nil
 	case *config.UploadAction:
-		t, err := newUpload(b.runner.masterPath(a.MasterDest), a.Mode)
+		t, err := newUpload(b.runner.masterPath(a.MasterDest), a.Mode, b.cfg.Master.UploadMaxSize)
 		if err != nil {
 			return command{}, err
 		}

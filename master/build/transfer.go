@@ -42,11 +42,11 @@ type upload struct {
 	mtime  time.Time
 }
 
-func newUpload(dest string, mode int) (*upload, error) {
+func newUpload(dest string, mode int, max int64) (*upload, error) {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return nil, fmt.Errorf("upload: create master directory: %w", err)
 	}
-	return &upload{dest: dest, mode: mode, spool: spool{dest: dest, suffix: ".upload-*", sum: sha256.New()}}, nil
+	return &upload{dest: dest, mode: mode, spool: spool{dest: dest, suffix: ".upload-*", sum: sha256.New(), max: max}}, nil
 }
 
 // spool collects a transfer's bytes in a hidden temporary file beside
@@ -58,9 +58,13 @@ type spool struct {
 	tmp    *os.File
 	n      int64
 	sum    hash.Hash // may be nil
+	max    int64     // the most it takes (master(upload_max_size)); 0: no cap
 }
 
 func (s *spool) write(data []byte) error {
+	if s.max > 0 && s.n+int64(len(data)) > s.max {
+		return fmt.Errorf("the upload is larger than the master accepts (upload_max_size %d bytes); nothing was kept", s.max)
+	}
 	if s.tmp == nil {
 		f, err := os.CreateTemp(filepath.Dir(s.dest), "."+filepath.Base(s.dest)+s.suffix)
 		if err != nil {
@@ -250,11 +254,11 @@ type uploadDir struct {
 	unpack bool
 }
 
-func newUploadDir(dest, compress string) (*uploadDir, error) {
+func newUploadDir(dest, compress string, max int64) (*uploadDir, error) {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return nil, fmt.Errorf("upload_dir: create master directory: %w", err)
 	}
-	return &uploadDir{dest: dest, compress: compress, spool: spool{dest: dest, suffix: ".tar-*"}}, nil
+	return &uploadDir{dest: dest, compress: compress, spool: spool{dest: dest, suffix: ".tar-*", max: max}}, nil
 }
 
 func (u *uploadDir) handle(op string, msg proto.Message) (any, error) {
