@@ -18,9 +18,22 @@ type logSink struct {
 	size      int64 // bytes stored so far
 	truncated bool  // the cap was reached; later output is dropped
 	dropped   int64 // bytes dropped since
+
+	// held is a final line kept back because it may be the first piece of
+	// a long line the worker cut, with a secret across the cut (see
+	// redactcut.go); it is stored with the next append or at finish.
+	held []byte
 }
 
 func (l *logSink) append(ctx context.Context, lines []byte) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	if l.held != nil {
+		lines = append(l.held, lines...)
+		l.held = nil
+	}
+	lines, l.held = l.redact.redactCuts(lines)
 	if len(lines) == 0 {
 		return nil
 	}
@@ -47,8 +60,13 @@ func (l *logSink) append(ctx context.Context, lines []byte) error {
 	return nil
 }
 
-// finish adds, to a truncated log, how much output was dropped.
+// finish stores a held line and adds, to a truncated log, how much output
+// was dropped.
 func (l *logSink) finish(ctx context.Context) {
+	if held := l.held; held != nil && !l.truncated {
+		l.held = nil
+		_, _, _ = l.st.AppendLog(ctx, l.log.ID, l.redact.bytes(held))
+	}
 	if l.truncated && l.dropped > 0 {
 		note := fmt.Sprintf("h%d bytes of output were dropped after the limit\n", l.dropped)
 		_, _, _ = l.st.AppendLog(ctx, l.log.ID, []byte(note))
