@@ -33,6 +33,7 @@ bench: build
 FUZZTIME ?= 1m
 FUZZ_TARGETS := \
 	./worker/proto:FuzzDecode \
+	./worker/proto:FuzzConn \
 	./worker/command:FuzzDefaultScanner \
 	./webui:FuzzAPIQuery \
 	./master/webhook:FuzzParse \
