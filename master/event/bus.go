@@ -97,6 +97,9 @@ type Message struct {
 // full.
 var ErrSlow = errors.New("event: subscriber dropped: it fell too far behind")
 
+// ErrClosed is the Err of a subscription ended by Bus.Close.
+var ErrClosed = errors.New("event: the bus is closed: the master is stopping")
+
 // Bus delivers published events to subscribers. Make one with New.
 // Publish and Stats also work on a nil *Bus, which drops everything, so
 // that parts of the master can publish whether or not anyone listens.
@@ -108,6 +111,7 @@ type Bus struct {
 	next int // next tap id
 
 	dropped uint64 // subscribers dropped for being slow; guarded by mu (write)
+	closed  bool
 }
 
 // New returns an empty bus.
@@ -126,6 +130,10 @@ func (b *Bus) Publish(v any, keys ...Key) {
 	ev := Event{Keys: keys, Value: v}
 	var slow []*Subscription
 	b.mu.RLock()
+	if b.closed {
+		b.mu.RUnlock()
+		return
+	}
 	for _, fn := range b.taps {
 		fn(ev)
 	}
@@ -167,15 +175,36 @@ func (b *Bus) Tap(fn func(Event)) (remove func()) {
 // Subscribe returns a subscription with room for buffer messages (at
 // least 1) that receives the messages selected by filters, which Add and
 // Remove change later.
+// On a closed bus the subscription is ended at once, with ErrClosed.
 func (b *Bus) Subscribe(buffer int, filters ...Filter) *Subscription {
 	s := &Subscription{bus: b, c: make(chan Message, max(buffer, 1))}
 	for _, f := range filters {
 		s.addLocked(f)
 	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		s.end(ErrClosed)
+		return s
+	}
 	b.subs[s] = struct{}{}
-	b.mu.Unlock()
 	return s
+}
+
+// Close ends every subscription, with ErrClosed, and the ones made
+// later; later events are dropped. The master closes its bus when it
+// stops, which ends the websockets that follow it.
+func (b *Bus) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for s := range b.subs {
+		s.mu.Lock()
+		s.end(ErrClosed)
+		s.mu.Unlock()
+		delete(b.subs, s)
+	}
+	clear(b.taps)
 }
 
 // Stats says how many subscribers the bus has and how many it dropped
@@ -205,7 +234,9 @@ type Subscription struct {
 // subscription ends: by Close, or because it fell behind (see Err).
 func (s *Subscription) C() <-chan Message { return s.c }
 
-// Err returns ErrSlow if the bus dropped the subscription, else nil.
+// Err says why the subscription ended: ErrSlow if the bus dropped it,
+// ErrClosed if the bus was closed, nil if it was closed by Close or has
+// not ended.
 func (s *Subscription) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -259,8 +290,14 @@ func (s *Subscription) Close() {
 	s.bus.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.end(nil)
+}
+
+// end closes s's channel with err, unless it is closed already. s.mu is
+// held (or s is not shared yet).
+func (s *Subscription) end(err error) {
 	if !s.closed {
-		s.closed = true
+		s.closed, s.err = true, err
 		close(s.c)
 	}
 }
@@ -280,9 +317,7 @@ func (s *Subscription) deliver(ev Event) bool {
 		select {
 		case s.c <- Message{Key: k, Value: ev.Value}:
 		default:
-			s.closed = true
-			s.err = ErrSlow
-			close(s.c)
+			s.end(ErrSlow)
 			return false
 		}
 	}

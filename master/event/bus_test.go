@@ -285,3 +285,24 @@ func TestNewLogLines(t *testing.T) {
 		t.Errorf("a long append carries %d bytes of lines (Bytes %d), want none", len(ll.Lines), ll.Bytes)
 	}
 }
+
+func TestBusClose(t *testing.T) {
+	b := New()
+	s := b.Subscribe(10, Filter{"a"})
+	tapped := 0
+	b.Tap(func(Event) { tapped++ })
+	b.Close()
+	if got := received(s); !reflect.DeepEqual(got, []string{"closed"}) || !errors.Is(s.Err(), ErrClosed) {
+		t.Errorf("after Close a subscription got %q, Err %v; want closed, ErrClosed", got, s.Err())
+	}
+	b.Publish(1, Key{"a"})
+	if tapped != 0 {
+		t.Error("a tap heard an event after Close")
+	}
+	late := b.Subscribe(10, Filter{"a"})
+	if got := received(late); !reflect.DeepEqual(got, []string{"closed"}) || !errors.Is(late.Err(), ErrClosed) {
+		t.Errorf("a subscription made after Close got %q, Err %v; want closed, ErrClosed", got, late.Err())
+	}
+	s.Close()
+	late.Close()
+}
