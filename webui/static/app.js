@@ -223,6 +223,7 @@
     const logsDone = new Set(); // steps whose log list is final
 
     root.addEventListener('click', (ev) => {
+      if (window.starforgeLive) return; // live.js opens logs
       const a = ev.target.closest('a.log');
       if (!a || ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.altKey) return;
       ev.preventDefault();
@@ -321,7 +322,7 @@
     for (const row of tbody.querySelectorAll('tr.step')) {
       if (!row.classList.contains('running') && !row.classList.contains('pending')) logsDone.add(parseInt(row.dataset.stepId, 10));
     }
-    if (root.hasAttribute('data-running')) setTimeout(poll, BUILD_POLL_MS);
+    if (root.hasAttribute('data-running') && !window.starforgeLive) setTimeout(poll, BUILD_POLL_MS);
   }
 
   // toggleLog opens the log of link a under its step, or closes it.
@@ -495,7 +496,7 @@
   document.addEventListener('DOMContentLoaded', () => {
     setInterval(tick, 1000);
     const refresh = parseInt(document.body.dataset.refresh || '0', 10);
-    if (refresh > 0) initRefresh(refresh);
+    if (refresh > 0 && !window.starforgeLive) initRefresh(refresh); // live.js refreshes on events
     for (const f of document.querySelectorAll('form.force')) initForce(f);
     const build = document.getElementById('build');
     if (build) initBuild(build);
