@@ -517,7 +517,8 @@ func (m *Master) Run(ctx context.Context) error {
 		m.log.Warn("builds still running at shutdown", "err", err)
 	}
 	<-dispatched // returns once every build it started has ended
-	m.bus.Close() // ends the web UI's live streams
+	// No more events: the web UI's live streams end.
+	m.bus.Close()
 	if stop != nil {
 		stop.done <- StopResult{Finished: running - requeued, Requeued: requeued}
 	}
