@@ -255,6 +255,10 @@ window.starforgeLive = (function () {
     return path === '/changes' ? seconds * 1000 : SLOW_POLL_MS;
   }
 
+  // refreshes counts the partial refreshes of this page by their cause,
+  // for tests and the curious.
+  const refreshes = { event: 0, poll: 0 };
+
   function initLiveRefresh(seconds) {
     const s = getStream();
     const path = location.pathname;
@@ -263,7 +267,7 @@ window.starforgeLive = (function () {
     let dirty = false;
     let last = Date.now();
 
-    async function refresh() {
+    async function refresh(cause) {
       if (busy) {
         dirty = true;
         return;
@@ -275,6 +279,7 @@ window.starforgeLive = (function () {
       busy = true;
       dirty = false;
       last = Date.now();
+      refreshes[cause]++;
       try {
         const r = await fetch(location.href, { cache: 'no-store' });
         if (r.ok) {
@@ -300,7 +305,7 @@ window.starforgeLive = (function () {
       const wait = Math.max(REFRESH_DEBOUNCE_MS, last + REFRESH_MIN_GAP_MS - Date.now());
       timer = setTimeout(() => {
         timer = 0;
-        refresh();
+        refresh('event');
       }, wait);
     }
 
@@ -314,7 +319,7 @@ window.starforgeLive = (function () {
     const upEvery = pollWhileUp(path, seconds);
     setInterval(() => {
       const every = s.up ? upEvery : seconds * 1000;
-      if (Date.now() - last >= every - 100) refresh();
+      if (Date.now() - last >= every - 100) refresh('poll');
     }, seconds * 1000);
   }
 
@@ -978,5 +983,6 @@ window.starforgeLive = (function () {
     ansi: ansi,
     stream: getStream,
     anchor: anchor,
+    refreshes: refreshes,
   };
 })();
