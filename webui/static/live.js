@@ -790,6 +790,12 @@ window.starforgeLive = (function () {
     const tbody = root.querySelector('#steps tbody');
     const s = getStream();
     const views = new Map(); // log id → LogView
+    // Steps whose list of logs is final: finished when read (a step gets
+    // logs only while it runs).
+    const logsFinal = new Set();
+    for (const row of tbody.querySelectorAll('tr.step')) {
+      if (!row.classList.contains('running') && !row.classList.contains('pending')) logsFinal.add(row.dataset.stepId);
+    }
 
     // Log links open the viewer under their step; again closes it.
     root.addEventListener('click', (ev) => {
@@ -934,8 +940,10 @@ window.starforgeLive = (function () {
         const steps = (await getJSON('/api/v2/builds/' + id + '/steps')).steps;
         for (const st of steps) {
           updateStep(st);
-          if (st.started_at != null && !st.hidden) {
-            for (const l of (await getJSON('/api/v2/steps/' + st.stepid + '/logs')).logs) addLog(l);
+          const sid = String(st.stepid);
+          if (st.started_at != null && !st.hidden && !logsFinal.has(sid)) {
+            for (const l of (await getJSON('/api/v2/steps/' + sid + '/logs')).logs) addLog(l);
+            if (st.complete) logsFinal.add(sid);
           }
         }
         updateBuild(b);
