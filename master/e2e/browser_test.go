@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,9 +14,7 @@ import (
 // countScript prints "line 1" to "line 20", one every 0.2 s, but stops
 // after line 5 until the file gate exists, so the test decides when the log
 // grows. It gives up after a minute so a failed test leaves nothing behind.
-// The word "line" is green (an ANSI colour), and before each line the
-// time in nanoseconds goes to stderr, for the browser to measure how long
-// a line takes to reach it.
+// The word "line" is green (an ANSI colour).
 func countScript(gate string) string {
 	return `i=1
 while [ $i -le 20 ]; do
@@ -26,7 +23,6 @@ while [ $i -le 20 ]; do
     while [ ! -e '` + gate + `' ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done
     [ -e '` + gate + `' ] || { echo "the test never opened the gate"; exit 1; }
   fi
-  echo "sent $(date +%s%N)" >&2
   printf '\033[32mline\033[0m %d\n' $i
   i=$((i+1))
   sleep 0.2
@@ -144,23 +140,11 @@ force_scheduler("force", builders=["live"])
 	// ... then the later lines, without a reload. The page records how
 	// many lines it showed after each change, and a mark that a reload
 	// would wipe out.
-	// It also notes when each "sent <ns>" line first shows, for the delay
-	// from the worker to the browser.
 	br.eval(t, `(() => {
   window.starforgeTestMark = true;
   window.starforgeTestCounts = [];
-  window.starforgeTestSeen = {};
-  const note = (at) => {
-    for (const d of document.querySelectorAll('.logview .loglines .l.e .lt')) {
-      const m = /^sent (\d+)$/.exec(d.textContent);
-      if (m && !(m[1] in window.starforgeTestSeen)) window.starforgeTestSeen[m[1]] = at;
-    }
-  };
-  note(-1); // shown before: not measured
-  new MutationObserver(() => {
-    window.starforgeTestCounts.push((`+outLines+`)().length);
-    note(Date.now());
-  }).observe(document.querySelector('.logview .loglines'), { childList: true });
+  new MutationObserver(() => window.starforgeTestCounts.push((`+outLines+`)().length))
+    .observe(document.querySelector('.logview .loglines'), { childList: true });
   return true;
 })()`, nil)
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
@@ -191,26 +175,6 @@ force_scheduler("force", builders=["live"])
 		t.Errorf("the log view jumped from 5 lines to 20 (counts after each change: %v); want it to grow while the step runs", grew.Counts)
 	}
 	t.Logf("lines shown after each change of the log view: %v", grew.Counts)
-	var seen map[string]int64
-	br.eval(t, `window.starforgeTestSeen`, &seen)
-	var delays []float64
-	for sent, at := range seen {
-		if at < 0 {
-			continue
-		}
-		ns, err := strconv.ParseInt(sent, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		delays = append(delays, float64(at)-float64(ns)/1e6)
-	}
-	if len(delays) < 10 {
-		t.Errorf("the browser noted %d lines as they came, want the 15 after the gate", len(delays))
-	} else {
-		slices.Sort(delays)
-		t.Logf("delay from the worker's shell to the browser's log view, %d lines: median %.0f ms, max %.0f ms",
-			len(delays), delays[len(delays)/2], delays[len(delays)-1])
-	}
 
 	// (b) When the build ends, the page says so and shows every step with
 	// its result and duration, live and after a reload.

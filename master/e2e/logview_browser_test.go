@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,8 @@ func waitGate(gate string) string {
 // Chromium: ANSI colours rendered as coloured spans and never as HTML,
 // following a growing log while at the bottom, not after scrolling up,
 // the follow box, links to a line that set the URL and open the log at
-// that line after a reload, and the raw download link.
+// that line after a reload, and the raw download link. It logs how long
+// lines take from the step's shell to the browser's screen.
 func TestBrowserLogViewer(t *testing.T) {
 	br := startBrowser(t)
 	dir := t.TempDir()
@@ -28,6 +31,7 @@ func TestBrowserLogViewer(t *testing.T) {
 	script := `printf '\033[1;31mred bold\033[0m plain \033[38;5;208morange\033[0m \033[38;2;10;20;30mtrue\033[0m <b>not bold</b> &amp; \033[42mgreen bg\033[0m\n'
 i=1; while [ $i -le 300 ]; do echo "early $i"; i=$((i+1)); done
 ` + waitGate(gate1) + `
+i=1; while [ $i -le 10 ]; do echo "tick $(date +%s%N)"; sleep 0.2; i=$((i+1)); done
 i=1; while [ $i -le 300 ]; do echo "late $i"; i=$((i+1)); if [ $((i % 60)) -eq 0 ]; then sleep 0.25; fi; done
 ` + waitGate(gate2) + `
 echo "the end"
@@ -108,7 +112,19 @@ force_scheduler("force", builders=["logs"])
 		t.Errorf("the download link goes to %q", vs.Raw)
 	}
 
-	// (b) While following, new lines come into sight as they arrive.
+	// (b) While following, new lines come into sight as they arrive. The
+	// page notes when each "tick <ns>" line first shows.
+	br.eval(t, `(() => {
+  window.starforgeTestSeen = {};
+  new MutationObserver(() => {
+    const at = Date.now();
+    for (const d of document.querySelectorAll('.logview .loglines .l .lt')) {
+      const m = /^tick (\d+)$/.exec(d.textContent);
+      if (m && !(m[1] in window.starforgeTestSeen)) window.starforgeTestSeen[m[1]] = at;
+    }
+  }).observe(document.querySelector('.logview .loglines'), { childList: true });
+  return true;
+})()`, nil)
 	if err := os.WriteFile(gate1, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +134,24 @@ force_scheduler("force", builders=["logs"])
 }`, 30*time.Second, &vs)
 	if !vs.Follow || !vs.AtBottom {
 		t.Errorf("after growing the view is %+v; want it still following at the bottom", vs)
+	}
+	var seen map[string]int64
+	br.eval(t, `window.starforgeTestSeen`, &seen)
+	var delays []float64
+	for sent, at := range seen {
+		ns, err := strconv.ParseInt(sent, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delays = append(delays, float64(at)-float64(ns)/1e6)
+	}
+	if len(delays) != 10 {
+		t.Errorf("the browser saw %d tick lines arrive, want 10", len(delays))
+	}
+	if len(delays) > 0 {
+		slices.Sort(delays)
+		t.Logf("delay from the step's shell to the browser's log view, %d lines: median %.0f ms, max %.0f ms",
+			len(delays), delays[len(delays)/2], delays[len(delays)-1])
 	}
 
 	// (c) Scrolling up to read stops following: the end of the log grows
