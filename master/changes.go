@@ -25,6 +25,7 @@ func (m *Master) AddChanges(ctx context.Context, cs []store.Change, state ...sto
 	for _, c := range stored {
 		m.log.Info("change", "change", c.ID, "repository", c.Repository, "branch", c.Branch, "revision", c.Revision, "author", c.Author)
 	}
+	m.publishChanges(stored)
 	if len(stored) > 0 {
 		m.sched.ChangesAdded(stored)
 	}

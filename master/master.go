@@ -20,6 +20,7 @@ import (
 	"github.com/starforge/starforge/internal/clock"
 	"github.com/starforge/starforge/master/build"
 	"github.com/starforge/starforge/master/dispatch"
+	"github.com/starforge/starforge/master/event"
 	"github.com/starforge/starforge/master/poller"
 	"github.com/starforge/starforge/master/registry"
 	"github.com/starforge/starforge/master/scheduler"
@@ -58,6 +59,8 @@ type Master struct {
 	pollers *poller.Manager
 	hub     *buildHub // build progress, for followers (ops_events.go)
 	ssh     sshState  // the SSH interface (ops_sshd.go)
+
+	bus *event.Bus // live events, for the web UI (events.go)
 
 	unlock func() // releases the basedir lock
 
@@ -139,11 +142,13 @@ func New(opts Options) (*Master, error) {
 	}
 	m := &Master{opts: opts, log: opts.Logger, store: st, unlock: unlock, ready: make(chan struct{}), stopReq: make(chan *stopRequest, 1)}
 	m.cfg.Store(cfg)
+	m.publishEvents()
 	m.watchBuilds()
 	m.status = webui.ConfigStatus{Summary: cfg.Summary(), LoadedAt: time.Now()}
 	m.run = build.New(st, nil, m.Config, abs, m.log)
 	m.run.Observer = observer{m}
 	m.disp = dispatch.New(m.run, m.log)
+	m.disp.SetHooks(m.queueHooks())
 	m.run.Locks = stepLocker{m.disp}
 	m.run.Queue = m.disp
 	m.props = &buildsetProps{st: st, log: m.log}
@@ -192,6 +197,7 @@ func (m *Master) attached(s *registry.Session) {
 		m.log.Error("record worker connection", "worker", s.Name, "err", err)
 	}
 	m.disp.Attached(s.Name)
+	m.publishWorker(s.Name, "connected")
 }
 
 func (m *Master) detached(s *registry.Session, reason error) {
@@ -203,6 +209,7 @@ func (m *Master) detached(s *registry.Session, reason error) {
 	}
 	m.disp.Detached(s.Name)
 	m.refreshPause(ctx, s.Name) // a donor's pause ends with its session
+	m.publishWorker(s.Name, "disconnected")
 }
 
 // dispatchConfig extracts what the dispatcher needs from cfg. props gives
@@ -518,6 +525,8 @@ func (m *Master) Run(ctx context.Context) error {
 		m.log.Warn("builds still running at shutdown", "err", err)
 	}
 	<-dispatched // returns once every build it started has ended
+	// No more events: the web UI's live streams end.
+	m.bus.Close()
 	if stop != nil {
 		stop.done <- StopResult{Finished: running - requeued, Requeued: requeued}
 	}

@@ -25,6 +25,7 @@ type Server struct {
 	pages   *pageSet
 	assets  *assets
 	handler http.Handler
+	live    liveState // the event stream and metrics (ws.go)
 }
 
 // New returns a Server for m. It panics if the embedded templates do not
@@ -35,6 +36,7 @@ func New(m Master, opts Options) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.assets = newAssets()
+	s.startLive()
 	s.pages = mustParsePages(s.assets)
 	s.handler = s.routes()
 	return s
@@ -84,6 +86,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /queue", s.page(s.queuePage))
 	mux.Handle("GET /changes", s.page(s.changesPage))
 	mux.Handle("GET /badges/{file}", s.page(s.badge))
+	mux.Handle("GET /ws", http.HandlerFunc(s.serveWS))
+	mux.Handle("GET /metrics", s.api(s.serveMetrics))
 	mux.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no page at %s", r.URL.Path)
 	}))

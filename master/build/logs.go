@@ -8,11 +8,27 @@ import (
 	"github.com/starforge/starforge/master/store"
 )
 
+// LogObserver is an Observer that also wants to hear about logs, for
+// live log views. The Runner calls it, when its Observer implements it,
+// after the store has what it reports, from the goroutine that stores the
+// log; its methods must not block for long.
+type LogObserver interface {
+	LogAdded(buildID int64, l store.Log)
+	// LogAppended: lines first..last (0-based, inclusive) of log l, as l
+	// was before them, were stored; lines are those lines as stored,
+	// valid only during the call.
+	LogAppended(buildID int64, l store.Log, first, last int, lines []byte)
+	LogFinished(buildID int64, l store.Log)
+}
+
 // logSink appends to one stored log. It is used by one goroutine at a time.
 type logSink struct {
 	st     *store.Store
 	log    store.Log
 	redact *redactor // may be nil
+	// obs hears of what is stored, for the build buildID; may be nil.
+	obs     LogObserver
+	buildID int64
 
 	max       int64 // the log's cap in bytes (log_max_size); 0: none
 	size      int64 // bytes stored so far
@@ -53,10 +69,34 @@ func (l *logSink) append(ctx context.Context, lines []byte) error {
 			l.truncated = true
 		}
 	}
-	if _, _, err := l.st.AppendLog(ctx, l.log.ID, lines); err != nil {
+	first, last, err := l.st.AppendLog(ctx, l.log.ID, lines)
+	if err != nil {
 		return fmt.Errorf("append to log %q: %w", l.log.Name, err)
 	}
 	l.size += int64(len(lines))
+	l.appended(first, last, lines)
+	return nil
+}
+
+// appended tells the observer of lines stored as first..last and keeps
+// l.log's counts current.
+func (l *logSink) appended(first, last int, lines []byte) {
+	if l.obs != nil {
+		l.obs.LogAppended(l.buildID, l.log, first, last, lines)
+	}
+	l.log.NumLines = last + 1
+	l.log.Size += int64(len(lines))
+}
+
+// finished marks the log complete in the store and tells the observer.
+func (l *logSink) finished(ctx context.Context) error {
+	if err := l.st.FinishLog(ctx, l.log.ID); err != nil {
+		return err
+	}
+	l.log.Complete = true
+	if l.obs != nil {
+		l.obs.LogFinished(l.buildID, l.log)
+	}
 	return nil
 }
 
@@ -68,8 +108,10 @@ func (l *logSink) finish(ctx context.Context) {
 		_, _, _ = l.st.AppendLog(ctx, l.log.ID, l.redact.bytes(held))
 	}
 	if l.truncated && l.dropped > 0 {
-		note := fmt.Sprintf("h%d bytes of output were dropped after the limit\n", l.dropped)
-		_, _, _ = l.st.AppendLog(ctx, l.log.ID, []byte(note))
+		note := []byte(fmt.Sprintf("h%d bytes of output were dropped after the limit\n", l.dropped))
+		if first, last, err := l.st.AppendLog(ctx, l.log.ID, note); err == nil {
+			l.appended(first, last, note)
+		}
 	}
 }
 
@@ -111,7 +153,8 @@ func (s *stepRun) log(ctx context.Context, name string) (*logSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create log %q: %w", name, err)
 	}
-	sink := &logSink{st: s.b.runner.Store, log: l, redact: s.b.redact, max: s.b.cfg.Master.LogMaxSize}
+	sink := s.b.newSink(l)
+	sink.max = s.b.cfg.Master.LogMaxSize
 	s.logs[name] = sink
 	return sink, nil
 }
@@ -119,8 +162,19 @@ func (s *stepRun) log(ctx context.Context, name string) (*logSink, error) {
 func (s *stepRun) closeLogs(ctx context.Context) {
 	for _, l := range s.logs {
 		l.finish(ctx)
-		if err := s.b.runner.Store.FinishLog(ctx, l.log.ID); err != nil {
+		if err := l.finished(ctx); err != nil {
 			s.b.log.Warn("finish log", "log", l.log.Name, "err", err)
 		}
 	}
+}
+
+// newSink returns the sink of log l, just added to one of b's steps, and
+// tells the observer about l.
+func (b *run) newSink(l store.Log) *logSink {
+	sink := &logSink{st: b.runner.Store, log: l, redact: b.redact}
+	if o, ok := b.runner.Observer.(LogObserver); ok {
+		sink.obs, sink.buildID = o, b.build.ID
+		o.LogAdded(b.build.ID, l)
+	}
+	return sink
 }

@@ -139,12 +139,12 @@ func (b *run) plan(ctx context.Context) error {
 		b.steps[0].StartedAt = now
 	}
 	if l, lerr := r.Store.AddLog(ctx, st.ID, "stdio", "s"); lerr == nil {
-		sink := &logSink{st: r.Store, log: l, redact: b.redact}
+		sink := b.newSink(l)
 		for _, p := range printed {
 			sink.header(ctx, p)
 		}
 		writeError(ctx, sink, err)
-		_ = r.Store.FinishLog(ctx, l.ID)
+		_ = sink.finished(ctx)
 	}
 	b.finishStep(ctx, 0, result.Exception, "plan error: "+firstLine(err.Error()))
 	return fmt.Errorf("plan: %w", err)

@@ -153,6 +153,8 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	reasons map[int64]string
+
+	hooks Hooks // see SetHooks
 }
 
 // New returns a dispatcher that starts builds with s.
@@ -181,6 +183,9 @@ func New(s Starter, log *slog.Logger) *Dispatcher {
 func (d *Dispatcher) Add(reqs ...store.BuildRequest) {
 	if len(reqs) > 0 {
 		d.send(event{add: reqs})
+		if h := d.hooks.Added; h != nil {
+			h(reqs)
+		}
 	}
 }
 
@@ -189,6 +194,9 @@ func (d *Dispatcher) Add(reqs ...store.BuildRequest) {
 func (d *Dispatcher) Remove(ids ...int64) {
 	if len(ids) > 0 {
 		d.send(event{remove: ids})
+		if h := d.hooks.Removed; h != nil {
+			h(ids)
+		}
 	}
 }
 

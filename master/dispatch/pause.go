@@ -18,11 +18,17 @@ type pauseEvent struct {
 // it in the store and tells the dispatcher again at start).
 func (d *Dispatcher) Pause(worker, reason string) {
 	d.send(event{pause: &pauseEvent{worker: worker, paused: true, reason: reason}})
+	if h := d.hooks.Paused; h != nil {
+		h(worker, true, reason)
+	}
 }
 
 // Unpause lets the named worker take new builds again.
 func (d *Dispatcher) Unpause(worker string) {
 	d.send(event{pause: &pauseEvent{worker: worker}})
+	if h := d.hooks.Paused; h != nil {
+		h(worker, false, "")
+	}
 }
 
 // unpaused splits workers into those not paused and a description of

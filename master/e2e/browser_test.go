@@ -14,6 +14,7 @@ import (
 // countScript prints "line 1" to "line 20", one every 0.2 s, but stops
 // after line 5 until the file gate exists, so the test decides when the log
 // grows. It gives up after a minute so a failed test leaves nothing behind.
+// The word "line" is green (an ANSI colour).
 func countScript(gate string) string {
 	return `i=1
 while [ $i -le 20 ]; do
@@ -22,7 +23,7 @@ while [ $i -le 20 ]; do
     while [ ! -e '` + gate + `' ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done
     [ -e '` + gate + `' ] || { echo "the test never opened the gate"; exit 1; }
   fi
-  echo "line $i"
+  printf '\033[32mline\033[0m %d\n' $i
   i=$((i+1))
   sleep 0.2
 done`
@@ -115,7 +116,7 @@ force_scheduler("force", builders=["live"])
 		t.Errorf("the count step's log is called %q, want stdio", logName)
 	}
 	br.click(t, "#count-log")
-	const outLines = `() => [...document.querySelectorAll('.logview .loglines .l:not(.h):not(.e)')].map(d => d.textContent)`
+	const outLines = `() => [...document.querySelectorAll('.logview .loglines .l:not(.h):not(.e):not(.wait) .lt')].map(d => d.textContent)`
 	var shown []string
 	br.waitFor(t, "line 5 in the log view", `() => {
   const l = (`+outLines+`)();
@@ -128,6 +129,12 @@ force_scheduler("force", builders=["live"])
 	br.eval(t, `document.querySelector('.logview .info').textContent`, &info)
 	if !strings.Contains(info, "growing") {
 		t.Errorf("the running log's status reads %q, want it to say it is growing", info)
+	}
+	// The word "line" is in a green span: the ANSI colour, rendered.
+	var green []string
+	br.eval(t, `[...document.querySelectorAll('.logview .loglines .l:not(.e) .lt span.ansi-fg-2')].map(s => s.textContent + ' ' + getComputedStyle(s).color)`, &green)
+	if len(green) != 5 || green[0] != "line rgb(0, 160, 0)" {
+		t.Errorf("green spans in the log view: %q, want 5 of \"line rgb(0, 160, 0)\"", green)
 	}
 
 	// ... then the later lines, without a reload. The page records how

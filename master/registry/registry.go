@@ -92,8 +92,9 @@ func New(opts Options) *Registry {
 		opts.Settings = map[string]any{
 			"newline_re":      proto.DefaultNewlineRE,
 			"max_line_length": proto.DefaultMaxLineLength,
-			"buffer_timeout":  0.2,
-			"buffer_size":     1 << 20, // fewer, larger updates: each waits for a commit
+			// A line reaches the browser within about this, plus a few ms.
+			"buffer_timeout": 0.1,
+			"buffer_size":    1 << 20, // fewer, larger updates: each waits for a commit
 		}
 	}
 	if opts.Extensions == nil {
