@@ -58,6 +58,7 @@ type Master struct {
 	pollers *poller.Manager
 	hub     *buildHub // build progress, for followers (ops_events.go)
 	ssh     sshState  // the SSH interface (ops_sshd.go)
+	webOps  webOps    // the web UI's worker operations (ops_web.go)
 
 	unlock func() // releases the basedir lock
 

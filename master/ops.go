@@ -245,6 +245,9 @@ func (m *Master) Try(ctx context.Context, r TryRequest) (store.Buildset, []store
 	if ts == nil {
 		return store.Buildset{}, nil, forbiddenf("try: no single try_scheduler lists all of %s; send them separately", strings.Join(r.Builders, ", "))
 	}
+	if err := m.schedulerDisabled("try: try_scheduler", ts.Name); err != nil {
+		return store.Buildset{}, nil, err
+	}
 	if err := checkPatch(r.Patch); err != nil {
 		return store.Buildset{}, nil, badRequest("try: %v", err)
 	}

@@ -1,0 +1,245 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/starforge/starforge/internal/testenv"
+	"github.com/starforge/starforge/master/result"
+	"github.com/starforge/starforge/master/store"
+	"github.com/starforge/starforge/webui"
+	"github.com/starforge/starforge/worker"
+)
+
+func TestSetRequestPriority(t *testing.T) {
+	m, _ := runMaster(t, writeConfig(t, opsConfig))
+	ctx := context.Background()
+	a, b, c := force(t, m, "unit"), force(t, m, "unit"), force(t, m, "unit")
+	if err := m.SetRequestPriority(ctx, c.ID, 5); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := m.disp.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []int64
+	for _, r := range snap.Pending {
+		order = append(order, r.ID)
+	}
+	if want := fmt.Sprint([]int64{c.ID, a.ID, b.ID}); fmt.Sprint(order) != want {
+		t.Errorf("queue %v, want %s", order, want)
+	}
+	if r, _ := m.store.GetRequest(ctx, c.ID); r.Priority != 5 {
+		t.Errorf("stored priority %d", r.Priority)
+	}
+	if err := m.SetRequestPriority(ctx, 999, 1); httpStatus(err) != http.StatusNotFound {
+		t.Errorf("unknown request: %v", err)
+	}
+	if err := m.CancelRequest(ctx, a.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetRequestPriority(ctx, a.ID, 1); httpStatus(err) != http.StatusConflict || !strings.Contains(err.Error(), "already complete") {
+		t.Errorf("cancelled request: %v", err)
+	}
+}
+
+func TestEnableScheduler(t *testing.T) {
+	m, _ := runMaster(t, writeConfig(t, opsConfig))
+	ctx := context.Background()
+	if err := m.EnableScheduler(ctx, "force", false, "disabled by ann: freeze"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := m.Force(ctx, webui.ForceRequest{Scheduler: "force", Builders: []string{"unit"}, Properties: map[string]string{}})
+	if httpStatus(err) != http.StatusConflict || !strings.Contains(err.Error(), `force scheduler "force" is disabled`) {
+		t.Errorf("force through a disabled scheduler: %v", err)
+	}
+	if err := m.EnableScheduler(ctx, "try", false, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = m.Try(ctx, TryRequest{Builders: []string{"unit"}, Patch: []byte("--- a/x\n+++ b/x\n")})
+	if httpStatus(err) != http.StatusConflict {
+		t.Errorf("try through a disabled scheduler: %v", err)
+	}
+	if err := m.EnableScheduler(ctx, "nope", false, ""); httpStatus(err) != http.StatusNotFound {
+		t.Errorf("unknown scheduler: %v", err)
+	}
+	if m.sched.Enabled("force") || m.sched.Enabled("try") || !m.sched.Enabled("try-docs") {
+		t.Error("the scheduler manager does not have the flags set")
+	}
+	if err := m.EnableScheduler(ctx, "force", true, ""); err != nil {
+		t.Fatal(err)
+	}
+	force(t, m, "unit")
+}
+
+// wakeLog is a slog.Handler that signals every record on wake, so
+// that a test can wait for what the master only logs (a worker attached).
+type wakeLog struct {
+	slog.Handler
+	wake chan struct{}
+}
+
+func (h wakeLog) Handle(ctx context.Context, r slog.Record) error {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h wakeLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return wakeLog{h.Handler.WithAttrs(as), h.wake}
+}
+
+func (h wakeLog) WithGroup(name string) slog.Handler { return wakeLog{h.Handler.WithGroup(name), h.wake} }
+
+// runLoggedMaster is runMaster with a log that wakes waitUntil.
+func runLoggedMaster(t *testing.T, dir string) (*Master, chan struct{}) {
+	t.Helper()
+	logs := &testenv.Buffer{}
+	wake := make(chan struct{}, 1)
+	m, err := New(Options{Basedir: dir, Logger: slog.New(wakeLog{slog.NewTextHandler(logs, nil), wake}), ShutdownTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("master log:\n%s", logs)
+		}
+	})
+	<-m.Ready()
+	return m, wake
+}
+
+// waitUntil waits, on build events and log records, until cond holds.
+func waitUntil(t *testing.T, m *Master, wake <-chan struct{}, what string, cond func() bool) {
+	t.Helper()
+	events, unsubscribe := m.hub.Subscribe()
+	defer unsubscribe()
+	deadline := time.After(30 * time.Second)
+	for !cond() {
+		select {
+		case <-events:
+		case <-wake:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// runAgent runs an in-process starforge worker; the returned channel
+// receives Run's error when the worker stops by itself.
+func runAgent(t *testing.T, m *Master, wake <-chan struct{}, name string) <-chan error {
+	t.Helper()
+	logs := &testenv.Buffer{}
+	a := &worker.Agent{Master: m.WorkerAddr(), Name: name, Password: "pw", Basedir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), StopTimeout: 5 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if t.Failed() {
+			t.Logf("worker %s log:\n%s", name, logs)
+		}
+	})
+	waitUntil(t, m, wake, "worker "+name+" to attach", func() bool { return m.reg.Get(name) != nil })
+	return done
+}
+
+// TestStopAndKillWorker: a graceful stop lets the running build finish,
+// starts no other, then shuts the worker down; a kill ends the running
+// build RETRY at once and shuts the worker down too.
+func TestStopAndKillWorker(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	dir := writeConfig(t, fmt.Sprintf(`master(http_addr = "127.0.0.1:0", worker_addr = "127.0.0.1:0")
+worker("w1", "pw")
+builder("slow", workers = ["w1"], steps = [shell("while [ ! -e %s ]; do sleep 0.05; done")])
+force_scheduler("force", builders = ["slow"])
+`, gate))
+	m, wake := runLoggedMaster(t, dir)
+	ctx := context.Background()
+	if err := m.StopWorker(ctx, "w1", ""); httpStatus(err) != http.StatusConflict {
+		t.Errorf("stop of a worker not connected: %v", err)
+	}
+	if err := m.KillWorker(ctx, "nope", ""); httpStatus(err) != http.StatusNotFound {
+		t.Errorf("kill of an unknown worker: %v", err)
+	}
+
+	running := func(n int) func() bool {
+		return func() bool { return len(m.runningBuilds()["w1"]) == n }
+	}
+	done := runAgent(t, m, wake, "w1")
+	first := force(t, m, "slow")
+	waitUntil(t, m, wake, "the build to start", running(1))
+	if err := m.StopWorker(ctx, "w1", "new disk"); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.WorkerStates()["w1"]; !st.Paused || st.PauseReason != "stopping when idle: new disk" {
+		t.Errorf("worker state while stopping: %+v", st)
+	}
+	second := force(t, m, "slow")
+	if why, _ := queueReason(t, m, second.ID); !strings.Contains(why, "stopping when idle") {
+		t.Errorf("the second request waits because %q", why)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("worker Run after the stop: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not shut down after its build")
+	}
+	builds, err := m.store.ListBuilds(ctx, store.BuildFilter{RequestID: first.ID})
+	if err != nil || len(builds) != 1 || builds[0].Results != result.Success {
+		t.Fatalf("the build running at the stop: %+v, %v; want it finished SUCCESS", builds, err)
+	}
+	if r, _ := m.store.GetRequest(ctx, second.ID); r.Claimed {
+		t.Error("the stopping worker took the second request")
+	}
+	waitUntil(t, m, wake, "the worker to detach", func() bool { return m.reg.Get("w1") == nil })
+	if st := m.WorkerStates()["w1"]; st.Paused {
+		t.Errorf("worker state after the stop: %+v; the stop's pause must go", st)
+	}
+
+	// Kill: the second request runs on a new worker; the gate is open, so
+	// close it again first.
+	if err := os.Remove(gate); err != nil {
+		t.Fatal(err)
+	}
+	done = runAgent(t, m, wake, "w1")
+	waitUntil(t, m, wake, "the second build to start", running(1))
+	if err := m.KillWorker(ctx, "w1", "hung"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the killed worker did not stop")
+	}
+	waitUntil(t, m, wake, "the killed build to end", running(0))
+	builds, err = m.store.ListBuilds(ctx, store.BuildFilter{RequestID: second.ID})
+	if err != nil || len(builds) != 1 || builds[0].Results != result.Retry {
+		t.Fatalf("the build running at the kill: %+v, %v; want RETRY", builds, err)
+	}
+	if r, _ := m.store.GetRequest(ctx, second.ID); r.Claimed || r.Complete {
+		t.Errorf("request after the kill: %+v; want it back in the queue", r)
+	}
+}
