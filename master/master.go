@@ -192,6 +192,7 @@ func (m *Master) attached(s *registry.Session) {
 	if err != nil {
 		m.log.Error("record worker connection", "worker", s.Name, "err", err)
 	}
+	m.releaseHold(s.Name) // ops_web.go
 	m.disp.Attached(s.Name)
 }
 

@@ -26,6 +26,10 @@ const shutdownWait = 10 * time.Second
 type webOps struct {
 	mu       sync.Mutex
 	stopping map[string]string // worker -> why it stops when idle
+	// held are the workers stopped or killed: the dispatcher keeps them
+	// paused until they attach again, so that the builds their loss
+	// requeues do not go back to them meanwhile.
+	held map[string]bool
 }
 
 // SetRequestPriority sets the priority of pending build request id and
@@ -50,9 +54,11 @@ func (m *Master) SetRequestPriority(ctx context.Context, id int64, priority int)
 
 // StopWorker stops worker name gracefully (Buildbot's "stop" of a
 // worker): it gets no new builds, and once the builds it runs have ended
-// the master asks it to shut down, which ends the worker process. reason
-// is shown as its pause reason meanwhile. A worker that is not connected
-// is refused (409); asking again while it drains changes nothing.
+// the master asks it to shut down, which ends the worker process (a
+// service manager may start it again: it then takes builds as before).
+// reason is shown as its pause reason meanwhile. A worker that is not
+// connected is refused (409); asking again while it drains changes
+// nothing.
 func (m *Master) StopWorker(ctx context.Context, name, reason string) error {
 	s, err := m.connectedWorker(name)
 	if err != nil {
@@ -70,6 +76,7 @@ func (m *Master) StopWorker(ctx context.Context, name, reason string) error {
 		m.webOps.stopping = map[string]string{}
 	}
 	m.webOps.stopping[name] = reason
+	m.hold(name)
 	m.webOps.mu.Unlock()
 	m.disp.Pause(name, "stopping when idle: "+reason)
 	m.log.Info("worker stopping when idle", "worker", name, "reason", reason)
@@ -98,12 +105,35 @@ func (m *Master) drainWorker(s *registry.Session, reason string) {
 	m.shutdownWorker(s, "stopped when idle: "+reason)
 }
 
-// stopped ends worker name's graceful stop: the pause it needed gives
-// way to the stored one, if any.
+// stopped ends worker name's graceful stop; its pause lasts until it
+// attaches again (see webOps.held).
 func (m *Master) stopped(name string) {
 	m.webOps.mu.Lock()
 	delete(m.webOps.stopping, name)
 	m.webOps.mu.Unlock()
+	m.log.Info("worker stop ended", "worker", name)
+}
+
+// hold records that worker name is paused in the dispatcher until it
+// attaches again. m.webOps.mu must be held.
+func (m *Master) hold(name string) {
+	if m.webOps.held == nil {
+		m.webOps.held = map[string]bool{}
+	}
+	m.webOps.held[name] = true
+}
+
+// releaseHold is called when worker name attaches: a pause left by a
+// stop or kill gives way to the stored one, if any.
+func (m *Master) releaseHold(name string) {
+	m.webOps.mu.Lock()
+	held := m.webOps.held[name]
+	delete(m.webOps.held, name)
+	delete(m.webOps.stopping, name)
+	m.webOps.mu.Unlock()
+	if !held {
+		return
+	}
 	if w, err := m.store.GetWorkerByName(context.Background(), name); err == nil && w.Paused {
 		m.disp.Pause(name, w.PauseReason)
 	} else {
@@ -123,12 +153,11 @@ func (m *Master) KillWorker(ctx context.Context, name, reason string) error {
 		reason = "killed"
 	}
 	m.log.Info("worker killed", "worker", name, "reason", reason, "builds_interrupted", len(m.runningBuilds()[name]))
-	sctx, cancel := context.WithTimeout(ctx, shutdownWait)
-	defer cancel()
-	if err := s.Shutdown(sctx); err != nil {
-		m.log.Warn("worker did not answer shutdown; disconnecting it anyway", "worker", name, "err", err)
-	}
-	s.Disconnect(errors.New("killed: " + reason))
+	m.webOps.mu.Lock()
+	m.hold(name)
+	m.webOps.mu.Unlock()
+	m.disp.Pause(name, "killed: "+reason)
+	s.Kill(errors.New("killed: " + reason))
 	return nil
 }
 

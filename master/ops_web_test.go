@@ -98,7 +98,9 @@ func (h wakeLog) WithAttrs(as []slog.Attr) slog.Handler {
 	return wakeLog{h.Handler.WithAttrs(as), h.wake}
 }
 
-func (h wakeLog) WithGroup(name string) slog.Handler { return wakeLog{h.Handler.WithGroup(name), h.wake} }
+func (h wakeLog) WithGroup(name string) slog.Handler {
+	return wakeLog{h.Handler.WithGroup(name), h.wake}
+}
 
 // runLoggedMaster is runMaster with a log that wakes waitUntil.
 func runLoggedMaster(t *testing.T, dir string) (*Master, chan struct{}) {
@@ -214,10 +216,7 @@ force_scheduler("force", builders = ["slow"])
 	if r, _ := m.store.GetRequest(ctx, second.ID); r.Claimed {
 		t.Error("the stopping worker took the second request")
 	}
-	waitUntil(t, m, wake, "the worker to detach", func() bool { return m.reg.Get("w1") == nil })
-	if st := m.WorkerStates()["w1"]; st.Paused {
-		t.Errorf("worker state after the stop: %+v; the stop's pause must go", st)
-	}
+	waitUntil(t, m, wake, "the stop to end", func() bool { return m.reg.Get("w1") == nil && !m.WorkerStates()["w1"].Paused })
 
 	// Kill: the second request runs on a new worker; the gate is open, so
 	// close it again first.
@@ -225,7 +224,14 @@ force_scheduler("force", builders = ["slow"])
 		t.Fatal(err)
 	}
 	done = runAgent(t, m, wake, "w1")
-	waitUntil(t, m, wake, "the second build to start", running(1))
+	waitUntil(t, m, wake, "the second build's step to run", func() bool {
+		bs := m.runningBuilds()["w1"]
+		if len(bs) != 1 {
+			return false
+		}
+		steps, err := m.store.ListSteps(ctx, bs[0])
+		return err == nil && len(steps) == 1 && !steps[0].StartedAt.IsZero()
+	})
 	if err := m.KillWorker(ctx, "w1", "hung"); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +240,10 @@ force_scheduler("force", builders = ["slow"])
 	case <-time.After(30 * time.Second):
 		t.Fatal("the killed worker did not stop")
 	}
-	waitUntil(t, m, wake, "the killed build to end", running(0))
+	waitUntil(t, m, wake, "the killed build's request to be requeued", func() bool {
+		r, err := m.store.GetRequest(ctx, second.ID)
+		return err == nil && !r.Claimed
+	})
 	builds, err = m.store.ListBuilds(ctx, store.BuildFilter{RequestID: second.ID})
 	if err != nil || len(builds) != 1 || builds[0].Results != result.Retry {
 		t.Fatalf("the build running at the kill: %+v, %v; want RETRY", builds, err)
