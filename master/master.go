@@ -91,12 +91,9 @@ func dbPath(basedir, db string) string {
 }
 
 // supported refuses settings the configuration language accepts but this
-// master cannot honour yet, where ignoring them would be unsafe.
+// master cannot honour yet, where ignoring them would be unsafe. There
+// are none at the moment.
 func supported(cfg *config.Config) error {
-	if cfg.Master.WebAuth == "users" {
-		return errors.New(`master: web_auth = "users" is not supported yet (the web UI has no login so far); ` +
-			`refusing to start rather than serve it to everyone: remove it, or use "none" behind your own authentication`)
-	}
 	return nil
 }
 
@@ -162,7 +159,7 @@ func New(opts Options) (*Master, error) {
 		Secret: func(name string) (string, error) { return m.Config().Secret(name) },
 	})
 	hooks := webhook.New(webhook.Options{Hooks: m.Config, Sink: m, Poller: pollers{m.pollers}, Logger: m.log})
-	m.web = webui.New(m, webui.Options{Logger: m.log, ChangeHook: hooks})
+	m.web = webui.New(m, webui.Options{Logger: m.log, ChangeHook: hooks, Config: m.Config})
 	return m, nil
 }
 

@@ -252,3 +252,76 @@ force_scheduler("force", builders = ["slow"])
 		t.Errorf("request after the kill: %+v; want it back in the queue", r)
 	}
 }
+
+// TestWebAuthServed: with web_auth = "users" the master starts, lets
+// anybody read, and runs actions only for users whose roles allow them;
+// the web UI reaches the master's operations.
+func TestWebAuthServed(t *testing.T) {
+	dir := writeConfig(t, `master(web_auth = "users", http_addr = "127.0.0.1:0", worker_addr = "127.0.0.1:0")
+secrets_dir("secrets")
+worker("w1", "pw")
+builder("unit", workers = ["w1"], steps = [shell("true")])
+force_scheduler("force", builders = ["unit"])
+user("ci", roles = ["developer"], tokens = [secret("ci")])
+user("view", roles = ["viewer"], tokens = [secret("view")])
+`)
+	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range map[string]string{"ci": "ci-token-0123456789abcdef", "view": "view-token-0123456789abcdef"} {
+		if err := os.WriteFile(filepath.Join(dir, "secrets", name), []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, _ := runMaster(t, dir)
+	base := "http://" + m.HTTPAddr()
+	call := func(path, token, body string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	resp, err := http.Get(base + "/api/v2/builders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("anonymous read: %d", resp.StatusCode)
+	}
+	force := `{"jsonrpc":"2.0","method":"force","id":1,"params":{"builderNames":["unit"]}}`
+	for token, want := range map[string]int{"": 401, "view-token-0123456789abcdef": 403, "ci-token-0123456789abcdef": 200} {
+		if st := call("/api/v2/forceschedulers/force", token, force); st != want {
+			t.Errorf("force with token %q: %d, want %d", token, st, want)
+		}
+	}
+	pending, err := m.store.PendingRequests(context.Background())
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending %+v, %v", pending, err)
+	}
+	if got := pending[0]; got.BuilderName != "unit" {
+		t.Errorf("forced %+v", got)
+	}
+	bs, _ := m.store.GetBuildset(context.Background(), pending[0].BuildsetID)
+	if owner := bs.Properties["owner"].Value; owner != "ci" {
+		t.Errorf("owner %v, want ci (the token's user)", owner)
+	}
+	body := `{"jsonrpc":"2.0","method":"set_priority","id":1,"params":{"priority":3}}`
+	if st := call(fmt.Sprintf("/api/v2/buildrequests/%d", pending[0].ID), "ci-token-0123456789abcdef", body); st != 200 {
+		t.Errorf("set_priority: %d", st)
+	}
+	if r, _ := m.store.GetRequest(context.Background(), pending[0].ID); r.Priority != 3 {
+		t.Errorf("priority %d after set_priority", r.Priority)
+	}
+}
