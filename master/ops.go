@@ -144,6 +144,7 @@ func (m *Master) PauseWorker(ctx context.Context, name, reason string) error {
 
 // UnpauseWorker lets worker name take new builds again. reason is logged.
 func (m *Master) UnpauseWorker(ctx context.Context, name, reason string) error {
+	m.cancelStop(name) // ops_web.go
 	return m.setPaused(ctx, name, false, reason)
 }
 

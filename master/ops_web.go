@@ -25,11 +25,17 @@ const shutdownWait = 10 * time.Second
 // webOps is the state of the operations of this file.
 type webOps struct {
 	mu       sync.Mutex
-	stopping map[string]string // worker -> why it stops when idle
+	stopping map[string]*stopping // workers that stop when idle
 	// held are the workers stopped or killed: the dispatcher keeps them
 	// paused until they attach again, so that the builds their loss
 	// requeues do not go back to them meanwhile.
 	held map[string]bool
+}
+
+// stopping is a worker's graceful stop under way.
+type stopping struct {
+	why      string
+	canceled chan struct{} // closed by cancelStop
 }
 
 // SetRequestPriority sets the priority of pending build request id and
@@ -58,7 +64,7 @@ func (m *Master) SetRequestPriority(ctx context.Context, id int64, priority int)
 // service manager may start it again: it then takes builds as before).
 // reason is shown as its pause reason meanwhile. A worker that is not
 // connected is refused (409); asking again while it drains changes
-// nothing.
+// nothing. Unpausing the worker cancels the stop.
 func (m *Master) StopWorker(ctx context.Context, name, reason string) error {
 	s, err := m.connectedWorker(name)
 	if err != nil {
@@ -73,22 +79,37 @@ func (m *Master) StopWorker(ctx context.Context, name, reason string) error {
 		return nil
 	}
 	if m.webOps.stopping == nil {
-		m.webOps.stopping = map[string]string{}
+		m.webOps.stopping = map[string]*stopping{}
 	}
-	m.webOps.stopping[name] = reason
+	st := &stopping{why: reason, canceled: make(chan struct{})}
+	m.webOps.stopping[name] = st
 	m.hold(name)
 	m.webOps.mu.Unlock()
 	m.disp.Pause(name, "stopping when idle: "+reason)
 	m.log.Info("worker stopping when idle", "worker", name, "reason", reason)
-	go m.drainWorker(s, reason)
+	go m.drainWorker(s, st)
 	return nil
 }
 
-// drainWorker waits until worker s runs no build, then shuts it down.
-func (m *Master) drainWorker(s *registry.Session, reason string) {
+// cancelStop ends worker name's graceful stop, if one is under way,
+// before the worker is shut down; UnpauseWorker calls it.
+func (m *Master) cancelStop(name string) {
+	m.webOps.mu.Lock()
+	defer m.webOps.mu.Unlock()
+	if st := m.webOps.stopping[name]; st != nil {
+		close(st.canceled)
+		delete(m.webOps.stopping, name)
+		delete(m.webOps.held, name)
+		m.log.Info("worker stop cancelled", "worker", name)
+	}
+}
+
+// drainWorker waits until worker s runs no build, then shuts it down,
+// unless st is cancelled first.
+func (m *Master) drainWorker(s *registry.Session, st *stopping) {
 	events, unsubscribe := m.hub.Subscribe()
 	defer unsubscribe()
-	defer m.stopped(s.Name)
+	defer m.stopped(s.Name, st)
 	// The pause is in force once the dispatcher answers: no build starts
 	// after this.
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
@@ -100,16 +121,25 @@ func (m *Master) drainWorker(s *registry.Session, reason string) {
 		case <-s.Done():
 			m.log.Info("worker left while stopping", "worker", s.Name)
 			return
+		case <-st.canceled:
+			return
 		}
 	}
-	m.shutdownWorker(s, "stopped when idle: "+reason)
+	select {
+	case <-st.canceled:
+		return
+	default:
+	}
+	m.shutdownWorker(s, "stopped when idle: "+st.why)
 }
 
-// stopped ends worker name's graceful stop; its pause lasts until it
+// stopped ends worker name's graceful stop st; its pause lasts until it
 // attaches again (see webOps.held).
-func (m *Master) stopped(name string) {
+func (m *Master) stopped(name string, st *stopping) {
 	m.webOps.mu.Lock()
-	delete(m.webOps.stopping, name)
+	if m.webOps.stopping[name] == st {
+		delete(m.webOps.stopping, name)
+	}
 	m.webOps.mu.Unlock()
 	m.log.Info("worker stop ended", "worker", name)
 }
@@ -213,9 +243,9 @@ func (m *Master) schedulerDisabled(kind, name string) error {
 func (m *Master) addStopping(states map[string]webui.WorkerState) {
 	m.webOps.mu.Lock()
 	defer m.webOps.mu.Unlock()
-	for name, why := range m.webOps.stopping {
+	for name, stop := range m.webOps.stopping {
 		st := states[name]
-		st.Paused, st.PauseReason = true, "stopping when idle: "+why
+		st.Paused, st.PauseReason = true, "stopping when idle: "+stop.why
 		states[name] = st
 	}
 }

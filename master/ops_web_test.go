@@ -325,3 +325,53 @@ user("view", roles = ["viewer"], tokens = [secret("view")])
 		t.Errorf("priority %d after set_priority", r.Priority)
 	}
 }
+
+// TestUnpauseCancelsStop: unpausing a worker that stops when idle
+// cancels the stop: it keeps taking builds and stays connected.
+func TestUnpauseCancelsStop(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	dir := writeConfig(t, fmt.Sprintf(`master(http_addr = "127.0.0.1:0", worker_addr = "127.0.0.1:0")
+worker("w1", "pw")
+builder("slow", workers = ["w1"], steps = [shell("while [ ! -e %s ]; do sleep 0.05; done")])
+force_scheduler("force", builders = ["slow"])
+`, gate))
+	m, wake := runLoggedMaster(t, dir)
+	ctx := context.Background()
+	runAgent(t, m, wake, "w1")
+	first := force(t, m, "slow")
+	waitUntil(t, m, wake, "the build to start", func() bool { return len(m.runningBuilds()["w1"]) == 1 })
+	if err := m.StopWorker(ctx, "w1", "maybe"); err != nil {
+		t.Fatal(err)
+	}
+	second := force(t, m, "slow")
+	if err := m.UnpauseWorker(ctx, "w1", "changed my mind"); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.WorkerStates()["w1"]; st.Paused {
+		t.Errorf("worker state after unpausing: %+v", st)
+	}
+	m.webOps.mu.Lock()
+	left := len(m.webOps.stopping) + len(m.webOps.held)
+	m.webOps.mu.Unlock()
+	if left != 0 {
+		t.Errorf("the stop is still recorded after unpausing (%d entries)", left)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := func(id int64) func() bool {
+		return func() bool {
+			r, err := m.store.GetRequest(ctx, id)
+			return err == nil && r.Complete
+		}
+	}
+	waitUntil(t, m, wake, "both builds to end", func() bool { return done(first.ID)() && done(second.ID)() })
+	for _, id := range []int64{first.ID, second.ID} {
+		if r, _ := m.store.GetRequest(ctx, id); r.Results != result.Success {
+			t.Errorf("request %d: %s", id, r.Results)
+		}
+	}
+	if m.reg.Get("w1") == nil {
+		t.Error("the worker was shut down after its stop was cancelled")
+	}
+}
