@@ -15,8 +15,9 @@ func (c *Config) User(name string) *User {
 // Allowed reports whether the user called user may do what permission
 // names ("view", "force", "stop", "rebuild", "cancel", "pause",
 // "reconfig"): one of the user's roles grants it, or grants "admin",
-// which implies every permission. Unknown users, unknown roles and
-// unknown permissions are never allowed. The SSH server and the web UI
+// which implies every permission, on every builder (roles limited to
+// some builders count only for AllowedOn). Unknown users, unknown roles
+// and unknown permissions are never allowed. The SSH server and the web UI
 // both decide with it, so that a user has the same rights in each.
 func (c *Config) Allowed(user, permission string) bool {
 	u := c.User(user)
@@ -25,7 +26,7 @@ func (c *Config) Allowed(user, permission string) bool {
 	}
 	for _, rn := range u.Roles {
 		r := c.Role(rn)
-		if r == nil {
+		if r == nil || r.Builders != nil {
 			continue
 		}
 		if contains(r.Can, permission) || contains(r.Can, "admin") {

@@ -26,7 +26,7 @@ type builtin struct {
 // builtins is the table of predeclared functions: the declarations below,
 // then one constructor per step kind. It is built once and never modified.
 var builtins = append([]*builtin{
-	{newSignature("master", masterParams, masterExtraParams), builtinMaster},
+	{newSignature("master", masterParams, masterExtraParams, webAuthMasterParams), builtinMaster},
 	{newSignature("worker", workerParams, workerExtraParams, donateWorkerParams), builtinWorker},
 	{newSignature("builder", builderParams, builderExtraParams, donateBuilderParams), builtinBuilder},
 	{newSignature("force_scheduler", forceSchedulerParams), builtinForceScheduler},
@@ -40,8 +40,8 @@ var builtins = append([]*builtin{
 	{newSignature("change_filter", changeFilterParams), builtinChangeFilter},
 	{newSignature("master_lock", masterLockParams), builtinMasterLock},
 	{newSignature("worker_lock", workerLockParams), builtinWorkerLock},
-	{newSignature("user", userParams), builtinUser},
-	{newSignature("role", roleParams), builtinRole},
+	{newSignature("user", userParams, userWebParams), builtinUser},
+	{newSignature("role", roleParams, roleWebParams), builtinRole},
 	{newSignature("latent_worker", latentWorkerParams), builtinLatentWorker},
 	{newSignature("process_driver"), builtinProcessDriver},
 	{newSignature("command_driver", commandDriverParams), builtinCommandDriver},
@@ -102,6 +102,7 @@ func defaultMasterSettings() MasterSettings {
 		DB:             DefaultDB,
 		WebAuth:        "none",
 		WorkerProtocol: DefaultWorkerProtocol,
+		Web:            defaultWebAuth(),
 	}
 }
 
@@ -127,6 +128,7 @@ func builtinMaster(c *call) (starlark.Value, error) {
 	m.LogMaxSize = c.byteSize("log_max_size", DefaultLogMaxSize)
 	m.UploadMaxSize = c.byteSize("upload_max_size", DefaultUploadMaxSize)
 	masterExtras(c, &m)
+	webAuthMaster(c, &m) // webauth.go
 	if prev := c.l.master; prev != nil {
 		c.errorf("called more than once (first call at %s)", prev.Pos)
 	} else {

@@ -157,6 +157,8 @@ type MasterSettings struct {
 	// WebAuth is how the web UI authenticates users: "none" (the default)
 	// or "users" (the users declared with user()).
 	WebAuth string
+	// Web are the web UI's login settings (webauth.go).
+	Web WebAuth
 	// WorkerProtocol is the worker protocol (default DefaultWorkerProtocol,
 	// the only one there is).
 	WorkerProtocol string

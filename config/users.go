@@ -20,6 +20,9 @@ type Role struct {
 	Name string
 	Can  []string // permissions, from "view", "force", "stop", "rebuild", "cancel", "pause", "reconfig", "admin"
 	Pos  Pos      // zero for a built-in role
+	// Builders are glob patterns of the builders Can applies to (role(builders=...),
+	// see Covers); nil means every builder.
+	Builders []string
 }
 
 // BuiltinRoles are the roles every configuration has: viewer, developer
@@ -57,6 +60,7 @@ type User struct {
 	// when the user logs in; "" if none.
 	AuthorizedKeys string
 	Roles          []string // names of declared or built-in roles
+	Tokens         []string // names of the secrets that are its API tokens (webauth.go)
 	Pos            Pos
 }
 
@@ -76,6 +80,7 @@ func builtinRole(c *call) (starlark.Value, error) {
 		}
 		r.Can = append(r.Can, p)
 	}
+	roleWebExtras(c, r) // webauth.go
 	if r.Name != "" {
 		d := c.l.decls()
 		d.roles = append(d.roles, r)
@@ -133,6 +138,7 @@ func builtinUser(c *call) (starlark.Value, error) {
 		c.argErrorf("authorized_keys", "must not be empty")
 	}
 	u.Roles = c.nameListOpt("roles", "role")
+	userWebExtras(c, u) // webauth.go
 	if u.Name != "" {
 		d := c.l.decls()
 		d.users = append(d.users, u)

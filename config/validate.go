@@ -71,6 +71,7 @@ func (l *loader) validate(cfg *Config) {
 	l.validateDependents(cfg)
 	l.validateTriggers(cfg, schedulers) // trigger.go
 	l.validateLocks(cfg, func(n string) bool { return workers[n] != nil || latent[n] != nil }, workerNames)
+	l.validateWebAuth(cfg) // webauth.go; before validateUsers, which sees the htpasswd users
 	l.validateUsers(cfg)
 	l.validateDonated(cfg, workers) // donate.go
 }

@@ -69,6 +69,9 @@ func (m *Master) Force(ctx context.Context, r webui.ForceRequest) (store.Buildse
 	if fs == nil {
 		return store.Buildset{}, nil, &statusError{http.StatusNotFound, fmt.Sprintf("no force scheduler named %q", r.Scheduler)}
 	}
+	if err := m.schedulerDisabled("force scheduler", fs.Name); err != nil {
+		return store.Buildset{}, nil, err
+	}
 	builders := r.Builders
 	if len(builders) == 0 {
 		builders = fs.Builders
@@ -155,6 +158,7 @@ func (m *Master) WorkerStates() map[string]webui.WorkerState {
 	}
 	m.addDonations(context.Background(), out)
 	m.addPauses(context.Background(), out)
+	m.addStopping(out) // ops_web.go
 	return out
 }
 

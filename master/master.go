@@ -59,6 +59,7 @@ type Master struct {
 	pollers *poller.Manager
 	hub     *buildHub // build progress, for followers (ops_events.go)
 	ssh     sshState  // the SSH interface (ops_sshd.go)
+	webOps  webOps    // the web UI's worker operations (ops_web.go)
 
 	bus *event.Bus // live events, for the web UI (events.go)
 
@@ -93,12 +94,9 @@ func dbPath(basedir, db string) string {
 }
 
 // supported refuses settings the configuration language accepts but this
-// master cannot honour yet, where ignoring them would be unsafe.
+// master cannot honour yet, where ignoring them would be unsafe. There
+// are none at the moment.
 func supported(cfg *config.Config) error {
-	if cfg.Master.WebAuth == "users" {
-		return errors.New(`master: web_auth = "users" is not supported yet (the web UI has no login so far); ` +
-			`refusing to start rather than serve it to everyone: remove it, or use "none" behind your own authentication`)
-	}
 	return nil
 }
 
@@ -166,7 +164,7 @@ func New(opts Options) (*Master, error) {
 		Secret: func(name string) (string, error) { return m.Config().Secret(name) },
 	})
 	hooks := webhook.New(webhook.Options{Hooks: m.Config, Sink: m, Poller: pollers{m.pollers}, Logger: m.log})
-	m.web = webui.New(m, webui.Options{Logger: m.log, ChangeHook: hooks})
+	m.web = webui.New(m, webui.Options{Logger: m.log, ChangeHook: hooks, Config: m.Config})
 	return m, nil
 }
 
@@ -196,6 +194,7 @@ func (m *Master) attached(s *registry.Session) {
 	if err != nil {
 		m.log.Error("record worker connection", "worker", s.Name, "err", err)
 	}
+	m.releaseHold(s.Name) // ops_web.go
 	m.disp.Attached(s.Name)
 	m.publishWorker(s.Name, "connected")
 }

@@ -144,6 +144,7 @@ func (m *Master) PauseWorker(ctx context.Context, name, reason string) error {
 
 // UnpauseWorker lets worker name take new builds again. reason is logged.
 func (m *Master) UnpauseWorker(ctx context.Context, name, reason string) error {
+	m.cancelStop(name) // ops_web.go
 	return m.setPaused(ctx, name, false, reason)
 }
 
@@ -243,6 +244,9 @@ func (m *Master) Try(ctx context.Context, r TryRequest) (store.Buildset, []store
 	ts := cfg.TrySchedulerFor(r.Builders...)
 	if ts == nil {
 		return store.Buildset{}, nil, forbiddenf("try: no single try_scheduler lists all of %s; send them separately", strings.Join(r.Builders, ", "))
+	}
+	if err := m.schedulerDisabled("try: try_scheduler", ts.Name); err != nil {
+		return store.Buildset{}, nil, err
 	}
 	if err := checkPatch(r.Patch); err != nil {
 		return store.Buildset{}, nil, badRequest("try: %v", err)

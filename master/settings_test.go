@@ -3,7 +3,6 @@ package master
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -47,18 +46,5 @@ worker("w1", password = "pw")
 	}
 	if _, err := os.Stat(filepath.Join(dir, StateFile)); err == nil {
 		t.Fatal("the default database file was created too")
-	}
-}
-
-// TestWebAuthUsersRefused: a login the web UI cannot enforce yet is
-// refused, not silently ignored.
-func TestWebAuthUsersRefused(t *testing.T) {
-	dir := writeConfig(t, `master(web_auth = "users")
-user("alice", keys = [], roles = ["admin"])
-worker("w1", password = "pw")
-`)
-	_, err := New(Options{Basedir: dir})
-	if err == nil || !strings.Contains(err.Error(), `web_auth = "users" is not supported yet`) {
-		t.Fatalf("New = %v", err)
 	}
 }

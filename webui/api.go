@@ -15,6 +15,7 @@ func (s *Server) api(f apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := f(w, r); err != nil {
 			st := s.logIfInternal(r, err)
+			challenge(w, st) // auth.go
 			writeJSON(w, st, errorBody{Error: clientMessage(err, st)})
 		}
 	})

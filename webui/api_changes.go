@@ -158,6 +158,9 @@ type changeInput struct {
 // Like the control endpoints, it takes application/json only, which a
 // browser cannot send cross-site without a preflight.
 func (s *Server) postChanges(w http.ResponseWriter, r *http.Request) error {
+	if err := allow(r, "force", "", "send changes"); err != nil { // auth.go: changes start builds
+		return err
+	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return errorf(http.StatusUnsupportedMediaType, "Content-Type: want application/json, got %q", r.Header.Get("Content-Type"))

@@ -41,6 +41,9 @@ func (s *Server) force(r *http.Request, call rpcRequest) (any, error) {
 	if call.Method != "force" {
 		return nil, rpcErrorf(http.StatusBadRequest, rpcMethodNotFound, "method %q not found; a force scheduler has \"force\"", call.Method)
 	}
+	if err := allowAny(r, "force", "force builds"); err != nil { // auth.go
+		return nil, err
+	}
 	params, err := rpcParams(call)
 	if err != nil {
 		return nil, err
@@ -92,6 +95,12 @@ func (s *Server) force(r *http.Request, call rpcRequest) (any, error) {
 		if !slices.Contains(fs.Builders, b) {
 			return nil, rpcErrorf(http.StatusBadRequest, rpcInvalidParams, "builderNames: builder %q is not one force scheduler %q may force", b, fs.Name)
 		}
+		if err := allow(r, "force", b, "force builds of "+b); err != nil {
+			return nil, err
+		}
+	}
+	if u := userOf(r); u != "" {
+		req.Owner = u // a logged-in user forces as themselves
 	}
 
 	if _, err := fs.Resolve(req); err != nil {

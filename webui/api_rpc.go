@@ -91,6 +91,7 @@ func (s *Server) rpc(f rpcFunc) http.Handler {
 		case st < 500:
 			code = rpcInvalidParams
 		}
+		challenge(w, st) // auth.go
 		writeJSON(w, st, rpcFailure{JSONRPC: "2.0", ID: rpcID(call.ID), Error: rpcErrorBody{Code: code, Message: clientMessage(err, st)}})
 	})
 }

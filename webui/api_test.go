@@ -654,7 +654,7 @@ func TestStopBuild(t *testing.T) {
 	}{
 		{"unknown build", "/api/v2/builds/4242", `{"jsonrpc":"2.0","method":"stop","id":1}`, nil, 404, -32602, "build 4242 not found"},
 		{"bad id", "/api/v2/builds/x", `{"jsonrpc":"2.0","method":"stop","id":1}`, nil, 400, -32602, "build id:"},
-		{"rebuild", path, `{"jsonrpc":"2.0","method":"rebuild","id":1}`, nil, 400, -32601, `method "rebuild" not found`},
+		{"unknown method", path, `{"jsonrpc":"2.0","method":"fly","id":1}`, nil, 400, -32601, `method "fly" not found`},
 		{"reason not a string", path, `{"jsonrpc":"2.0","method":"stop","id":1,"params":{"reason":5}}`, nil, 400, -32602, "reason: want a string"},
 		{"finished", path, `{"jsonrpc":"2.0","method":"stop","id":1}`, statusErr{409, "build is finished"}, 409, -32602, "build is finished"},
 		{"master fails", path, `{"jsonrpc":"2.0","method":"stop","id":1}`, errBoom, 500, -32603, "internal"},

@@ -70,6 +70,7 @@ type SchedulerState struct {
 	Pending  int       // changes kept and not built yet
 	LastRun  time.Time // periodic and nightly: when it last ran
 	Error    string    // what last went wrong, while it does
+	Disabled bool      // disabled through the API; Waiting says who and why
 }
 
 // ConfigStatus is the configuration's state as the API shows it.

@@ -80,7 +80,7 @@ func (s *Server) listSchedulers(w http.ResponseWriter, r *http.Request) error {
 	ss := s.m.Schedulers()
 	out := make([]schedulerJSON, len(ss))
 	for i, sc := range ss {
-		out[i] = schedulerJSON{SchedulerID: i + 1, Name: sc.Name, Enabled: true, Kind: sc.Kind,
+		out[i] = schedulerJSON{SchedulerID: i + 1, Name: sc.Name, Enabled: !sc.Disabled, Kind: sc.Kind,
 			Builders: slices.Clone(sc.Builders), Waiting: nullString(sc.Waiting), Next: unixTime(sc.Next),
 			Pending: sc.Pending, LastRun: unixTime(sc.LastRun), Error: nullString(sc.Error)}
 		if out[i].Builders == nil {

@@ -67,6 +67,7 @@ type layout struct {
 	Title   string // this page's title
 	Nav     string // the navigation entry to mark current: "home", "workers", "queue" or ""
 	Refresh int    // if > 0, the script refreshes [data-live] parts every Refresh seconds
+	Viewer  viewer // who reads the page (auth.go); render sets it
 }
 
 // pageFunc renders a page. Like apiFunc it returns its error rather than
@@ -76,6 +77,7 @@ type pageFunc func(w http.ResponseWriter, r *http.Request) error
 // page adapts f to http.Handler, rendering its errors as an HTML error page.
 func (s *Server) page(f pageFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w = withViewer(w, r) // auth_view.go
 		err := f(w, r)
 		if err == nil {
 			return
@@ -108,6 +110,7 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, data any
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
+	data = setViewer(w, data) // auth_view.go
 	if err := s.pages.byName[name].ExecuteTemplate(buf, "layout", data); err != nil {
 		return fmt.Errorf("render %s page: %w", name, err)
 	}

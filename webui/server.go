@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+
+	"github.com/starforge/starforge/config"
 )
 
 // Options configures a Server.
@@ -15,6 +17,9 @@ type Options struct {
 	Logger *slog.Logger
 	// ChangeHook, if set, serves /change_hook/ (the webhooks).
 	ChangeHook http.Handler
+	// Config, if set, returns the configuration in force; with
+	// master(web_auth = "users") it decides who may do what (auth.go).
+	Config func() *config.Config
 }
 
 // Server serves the web UI and REST API of one master.
@@ -25,7 +30,8 @@ type Server struct {
 	pages   *pageSet
 	assets  *assets
 	handler http.Handler
-	live    liveState // the event stream and metrics (ws.go)
+	live    liveState  // the event stream and metrics (ws.go)
+	auth    *authState // auth.go
 }
 
 // New returns a Server for m. It panics if the embedded templates do not
@@ -35,6 +41,7 @@ func New(m Master, opts Options) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.auth = newAuthState(opts.Config, s.log)
 	s.assets = newAssets()
 	s.startLive()
 	s.pages = mustParsePages(s.assets)
@@ -54,7 +61,7 @@ func (s *Server) routes() http.Handler {
 	api.Handle("GET /api/v2/builders/{builder}/builds/{number}", s.api(s.getBuilderBuild))
 	api.Handle("GET /api/v2/builds", s.api(s.listBuilds))
 	api.Handle("GET /api/v2/builds/{build}", s.api(s.getBuild))
-	api.Handle("POST /api/v2/builds/{build}", s.rpc(s.buildControl))
+	api.Handle("POST /api/v2/builds/{build}", s.rpc(s.buildActions))
 	api.Handle("GET /api/v2/builds/{build}/steps", s.api(s.listSteps))
 	api.Handle("GET /api/v2/builds/{build}/properties", s.api(s.buildProperties))
 	api.Handle("GET /api/v2/steps/{step}/logs", s.api(s.listLogs))
@@ -88,10 +95,11 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /badges/{file}", s.page(s.badge))
 	mux.Handle("GET /ws", http.HandlerFunc(s.serveWS))
 	mux.Handle("GET /metrics", s.api(s.serveMetrics))
+	s.authRoutes(api, mux) // auth_login.go
 	mux.Handle("/", s.page(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no page at %s", r.URL.Path)
 	}))
-	return s.recoverer(securityHeaders(mux))
+	return s.recoverer(securityHeaders(s.authenticate(mux)))
 }
 
 // jsonFallback serves API requests with mux, but answers the requests mux

@@ -262,6 +262,10 @@ func (c *client) get(ctx context.Context, path string, query url.Values, v any) 
 }
 
 func (c *client) do(req *http.Request, v any) error {
+	token := os.Getenv("STARFORGE_TOKEN") // an API token, for masters with logins
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach the master: %w", err)
@@ -276,10 +280,14 @@ func (c *client) do(req *http.Request, v any) error {
 			Error any `json:"error"`
 		}
 		if json.Unmarshal(body, &e) == nil && e.Error != nil {
-			if m, ok := e.Error.(map[string]any); ok && m["message"] != nil {
-				return fmt.Errorf("master refused: %v", m["message"])
+			hint := ""
+			if resp.StatusCode == http.StatusUnauthorized && token == "" {
+				hint = " (set STARFORGE_TOKEN to one of your API tokens)"
 			}
-			return fmt.Errorf("master refused: %v", e.Error)
+			if m, ok := e.Error.(map[string]any); ok && m["message"] != nil {
+				return fmt.Errorf("master refused: %v%s", m["message"], hint)
+			}
+			return fmt.Errorf("master refused: %v%s", e.Error, hint)
 		}
 		return fmt.Errorf("%s %s: %s", req.Method, req.URL, resp.Status)
 	}

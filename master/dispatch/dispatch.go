@@ -93,6 +93,7 @@ type event struct {
 	stepLock *stepLockReq // a new wait for step locks
 	stepDone *stepLockReq // a release, or a withdrawn wait
 	pause    *pauseEvent
+	priority *priorityEvent // priority.go
 }
 
 // stepLockReq is a step's wait for its locks.
@@ -426,6 +427,8 @@ func (d *Dispatcher) apply(ev event) {
 	case ev.pause != nil:
 		w := d.worker(ev.pause.worker)
 		w.paused, w.pauseReason = ev.pause.paused, ev.pause.reason
+	case ev.priority != nil:
+		d.reprioritize(ev.priority)
 	case ev.snapshot != nil:
 		// Answered after the assignment pass, so it reflects it.
 		d.waiting = append(d.waiting, ev.snapshot)

@@ -291,13 +291,14 @@ func (s *changeSched) consume(ctx context.Context, cs []store.Change) error {
 	var keep []keptIn
 	deadlines := map[string]time.Time{}
 	var touched []string
+	off := s.m.disabled(s.name) // enable.go: changes are passed over
 	for _, c := range cs {
 		if c.ID <= s.mark {
 			continue
 		}
 		last = c.ID
 		ok, imp := s.match(c)
-		if !ok {
+		if !ok || off {
 			continue
 		}
 		g := s.group(c)
@@ -405,6 +406,9 @@ func (s *changeSched) retry(ctx context.Context) error {
 // buildGroup adds a buildset with the first n changes kept by group g,
 // consuming them, with state in the same transaction.
 func (s *changeSched) buildGroup(ctx context.Context, g string, n int, state []store.StateValue) error {
+	if s.m.disabled(s.name) {
+		return s.dropGroup(ctx, g, n, state) // enable.go
+	}
 	ks := s.pending[g][:n]
 	nb := changesBuildset(ks)
 	nb.Reason, nb.Priority, nb.Scheduler, nb.State = s.reason(), s.r.priority, s.name, state

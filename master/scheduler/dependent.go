@@ -89,6 +89,9 @@ func (s *depSched) scan(ctx context.Context, state map[string]json.RawMessage) e
 // subscribed says whether s's state records that it waits for bs.
 func (s *depSched) upstreamDone(ctx context.Context, bs store.Buildset, res result.Result, subscribed bool) error {
 	sub := store.StateValue{Object: s.obj(), Name: subName(bs.ID)}
+	if s.m.disabled(s.cfg.Name) {
+		return s.ignore(ctx, bs, sub, subscribed) // enable.go
+	}
 	if res != result.Success && res != result.Warnings {
 		s.m.log.Info("dependent scheduler: upstream buildset did not succeed, no build",
 			"scheduler", s.cfg.Name, "upstream", s.cfg.Upstream, "buildset", bs.ID, "result", res)

@@ -84,6 +84,8 @@ type Manager struct {
 	// timer's event.
 	timerDone func()
 
+	dis disabledState // schedulers disabled through the API (enable.go)
+
 	// Owned by Run's goroutine.
 	scheds map[string]*entry
 	order  []string // scheduler names, in declaration order
@@ -132,6 +134,9 @@ type Status struct {
 	Pending int       // changes it has kept and not built yet
 	LastRun time.Time // periodic and nightly: when it last ran; zero if never
 	Error   string    // what last went wrong, while it does; "" when all is well
+	// Disabled is set while the scheduler is disabled (SetEnabled);
+	// Waiting then says who disabled it and why.
+	Disabled bool
 }
 
 type event struct {
@@ -196,6 +201,7 @@ func (m *Manager) SetConfig(cfg *config.Config) {
 		m.cfgMark, m.cfgMarkOK = mark, true
 	}
 	m.mu.Unlock()
+	m.loadDisabled(cfg)
 	m.enqueue(event{config: true})
 }
 
@@ -698,6 +704,9 @@ func (m *Manager) Trigger(ctx context.Context, r TriggerRequest) (store.Buildset
 	if !ok {
 		return store.Buildset{}, nil, fmt.Errorf("trigger: scheduler %q is a %s, not a triggerable (%s)", r.Scheduler, kindOf(sc), known)
 	}
+	if why, off := m.disabledWhy(t.Name); off {
+		return store.Buildset{}, nil, fmt.Errorf("trigger: scheduler %q is disabled (%s)", t.Name, why)
+	}
 	reason := r.Reason
 	if reason == "" {
 		reason = fmt.Sprintf("The Triggerable scheduler '%s' triggered this build", t.Name)
@@ -772,6 +781,9 @@ func (m *Manager) publishStatus() {
 		}
 		if e.err != nil {
 			st.Error = e.err.Error()
+		}
+		if why, off := m.disabledWhy(name); off {
+			st.Disabled, st.Waiting = true, "disabled: "+why
 		}
 		out = append(out, st)
 	}

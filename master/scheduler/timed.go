@@ -155,6 +155,9 @@ func (s *timedSched) fire(ctx context.Context) error {
 		s.schedule()
 		return nil
 	}
+	if s.m.disabled(s.name) {
+		return s.skip(ctx, now) // enable.go
+	}
 	ran := store.StateValue{Object: s.obj(), Name: "last_run", Value: now}
 	var ks []kept
 	if s.col != nil {

@@ -101,7 +101,8 @@
   async function rpc(url, method, params) {
     const r = await fetch(url, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json',
+        'X-CSRF-Token': (document.querySelector('meta[name="csrf-token"]') || {}).content || '' },
       body: JSON.stringify({ jsonrpc: '2.0', method: method, id: 1, params: params }),
     });
     if (!r.ok) throw new Error(await failure(r));
