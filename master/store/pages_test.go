@@ -249,7 +249,7 @@ func TestChangeBuilds(t *testing.T) {
 	got := must(s.ChangeBuilds(ctx, cs[0].ID, cs[2].ID))(t)
 	type row struct {
 		change, req, build int64
-		builder           string
+		builder            string
 	}
 	var rows []row
 	for _, cb := range got {
