@@ -72,6 +72,7 @@ func (s *Server) routes() http.Handler {
 	s.changeRoutes(api)
 
 	mux := http.NewServeMux()
+	s.pagesRoutes(api, mux)
 	mux.Handle("/api/", jsonFallback(api))
 	if s.hook != nil {
 		mux.Handle("/change_hook/", s.hook)
