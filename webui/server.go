@@ -15,6 +15,9 @@ type Options struct {
 	Logger *slog.Logger
 	// ChangeHook, if set, serves /change_hook/ (the webhooks).
 	ChangeHook http.Handler
+	// Basedir is the master's base directory, from which artifacts are
+	// served; "" serves none.
+	Basedir string
 }
 
 // Server serves the web UI and REST API of one master.
@@ -25,12 +28,14 @@ type Server struct {
 	pages   *pageSet
 	assets  *assets
 	handler http.Handler
+	basedir string // Options.Basedir
 }
 
 // New returns a Server for m. It panics if the embedded templates do not
 // parse, which is a build defect caught by the package's tests.
 func New(m Master, opts Options) *Server {
 	s := &Server{m: m, log: opts.Logger, hook: opts.ChangeHook}
+	s.basedir = opts.Basedir
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
