@@ -247,7 +247,7 @@ func TestGridLanes(t *testing.T) {
 	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
 	bs := []store.Build{
 		{StartedAt: at(0), CompleteAt: at(10)},
-		{StartedAt: at(5), CompleteAt: at(8)},  // overlaps the first
+		{StartedAt: at(5), CompleteAt: at(8)},   // overlaps the first
 		{StartedAt: at(10), CompleteAt: at(12)}, // after the first: its lane again
 		{StartedAt: at(6)},                      // running: overlaps all
 		{StartedAt: at(9), CompleteAt: at(11)},  // the second's lane is free

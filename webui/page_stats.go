@@ -227,9 +227,9 @@ type statsRow struct {
 
 // statsCells is a window's figures as the page shows them.
 type statsCells struct {
-	Name                              string
-	Builds, Requests                  int
-	Success, SuccessClass             string
+	Name                             string
+	Builds, Requests                 int
+	Success, SuccessClass            string
 	Mean, P50, P90, WaitP50, WaitP90 string
 }
 

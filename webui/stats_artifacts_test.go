@@ -168,7 +168,6 @@ func TestStatsPage(t *testing.T) {
 	f.checkPage(t, "/stats?x=1", 400, []string{"x: unknown query parameter"}, nil)
 }
 
-
 // artifactFixture is the fixture with a base directory holding files, a
 // server that serves artifacts from it, and the artifacts of the first
 // finished build.
@@ -301,8 +300,8 @@ func TestArtifactDownload(t *testing.T) {
 	// Without a base directory nothing is served; unknown ids are 404.
 	for path, want := range map[string]int{
 		fmt.Sprintf("/artifacts/%d/download", f.arts["app.tar.gz"].ID): 404,
-		"/artifacts/9999/download": 404,
-		"/artifacts/x/download":    400,
+		"/artifacts/9999/download":                                     404,
+		"/artifacts/x/download":                                        400,
 	} {
 		if st, _, body := f.get(t, path); st != want {
 			t.Errorf("%s without a base directory: %d, want %d: %s", path, st, want, body)
