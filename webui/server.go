@@ -29,6 +29,7 @@ type Server struct {
 	assets  *assets
 	handler http.Handler
 	basedir string // Options.Basedir
+	stats   statsCache
 }
 
 // New returns a Server for m. It panics if the embedded templates do not

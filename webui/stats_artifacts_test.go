@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -364,5 +367,100 @@ func TestFormatBytes(t *testing.T) {
 		if got := formatBytes(n); got != want {
 			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestSelectNth compares quickselect with sorting on random slices, with
+// and without repeated values, and checks the partition it leaves.
+func TestSelectNth(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 1; n <= 200; n++ {
+		for _, spread := range []int64{3, 1000} {
+			ds := make([]time.Duration, n)
+			for i := range ds {
+				ds[i] = time.Duration(rng.Int64N(spread))
+			}
+			sorted := slices.Sorted(slices.Values(ds))
+			k := rng.IntN(n)
+			work := slices.Clone(ds)
+			if got := selectNth(work, k); got != sorted[k] {
+				t.Fatalf("n=%d k=%d spread=%d: got %v, want %v", n, k, spread, got, sorted[k])
+			}
+			for i := range work {
+				if (i < k && work[i] > work[k]) || (i > k && work[i] < work[k]) {
+					t.Fatalf("n=%d k=%d: not partitioned at %d: %v", n, k, i, work)
+				}
+			}
+			if !slices.Equal(slices.Sorted(slices.Values(work)), sorted) {
+				t.Fatalf("n=%d: values lost", n)
+			}
+			mean, p50, p90 := distribution(slices.Clone(ds))
+			var sum time.Duration
+			for _, d := range ds {
+				sum += d
+			}
+			if mean != sum/time.Duration(n) || p50 != percentile(sorted, 0.5) || p90 != percentile(sorted, 0.9) {
+				t.Fatalf("n=%d: distribution %v %v %v", n, mean, p50, p90)
+			}
+		}
+	}
+}
+
+// TestStatsCache checks that statistics are computed once for requests
+// that come together or within statsTTL, again after it, and that errors
+// are not kept.
+func TestStatsCache(t *testing.T) {
+	var c statsCache
+	var mu sync.Mutex
+	calls := 0
+	release, started := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	compute := func() ([]builderStats, error) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		once.Do(func() { close(started) })
+		<-release
+		return []builderStats{{Builder: store.Builder{Name: "b"}}}, nil
+	}
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			if s, err := c.get("", compute); err != nil || len(s) != 1 {
+				t.Errorf("get: %v, %v", s, err)
+			}
+		})
+	}
+	// Requests that come while the computation runs, and those after it,
+	// share it.
+	<-started
+	close(release)
+	wg.Wait()
+	if calls != 1 {
+		t.Errorf("%d computations for requests that came together", calls)
+	}
+	c.get("", compute)
+	c.get("7", compute)
+	if calls != 2 {
+		t.Errorf("%d computations, want 2 (one per key)", calls)
+	}
+	// An expired entry is computed again.
+	c.mu.Lock()
+	c.entries[""].at = time.Now().Add(-statsTTL - time.Second)
+	c.mu.Unlock()
+	c.get("", compute)
+	if calls != 3 {
+		t.Errorf("%d computations after the entry expired, want 3", calls)
+	}
+	// Errors are not kept.
+	fails := 0
+	bad := func() ([]builderStats, error) { fails++; return nil, errBoom }
+	for range 2 {
+		if _, err := c.get("bad", bad); err != errBoom {
+			t.Errorf("error %v", err)
+		}
+	}
+	if fails != 2 {
+		t.Errorf("a failed computation was kept: %d calls", fails)
 	}
 }
