@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/starforge/starforge/master/store"
 )
@@ -35,6 +36,16 @@ type consoleRow struct {
 
 // Head is the change that speaks for the row.
 func (r consoleRow) Head() store.Change { return r.Changes[0] }
+
+// AuthorName is the row's author without the address: "Ada" for
+// "Ada <ada@example.org>".
+func (r consoleRow) AuthorName() string {
+	a := r.Changes[0].Author
+	if i := strings.Index(a, " <"); i > 0 && strings.HasSuffix(a, ">") {
+		return a[:i]
+	}
+	return a
+}
 
 // Branches are the row's branches, without repeats.
 func (r consoleRow) Branches() []string {

@@ -156,7 +156,7 @@ func TestConsolePage(t *testing.T) {
 		// columns: the builders with requests on the page, in name order
 		fmt.Sprintf(`<th class="bname"><a href="/builders/%d" title="empty"><span>empty</span></a></th><th class="bname"><a href="/builders/%d" title="linux"><span>linux</span></a></th>`, f.empty, f.linux),
 		// rows
-		`<a href="https://git.example.org/a">aaaaaaa</a>`, "First change", "Ada &lt;ada@example.org&gt;",
+		`<a href="https://git.example.org/a">aaaaaaa</a>`, "First change", `<td class="who" title="Ada &lt;ada@example.org&gt;">Ada</td>`,
 		`<span class="none">change ` + fmt.Sprint(c[3].ID) + `</span>`, "No revision &lt;b&gt;bold&lt;/b&gt;",
 		// both branches of the shared revision on one row
 		`Second change <span class="tag">release</span> <span class="tag">main</span>`,
