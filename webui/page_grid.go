@@ -3,6 +3,7 @@ package webui
 import (
 	"fmt"
 	"net/http"
+	"math"
 	"slices"
 	"time"
 
@@ -11,9 +12,9 @@ import (
 
 // The grid's geometry, in SVG pixels.
 const (
-	gridAxis      = 64   // the time axis on the left
+	gridAxis      = 70   // the time axis on the left
 	gridHead      = 110  // builder names on top
-	gridHeight    = 900  // the time window, top (now) to bottom
+	gridHeight    = 900  // the time window, top (now) to bottom, about
 	gridMaxWidth  = 1280 // of all the columns together
 	gridMinColumn = 36
 	gridMaxColumn = 160
@@ -31,8 +32,10 @@ type gridData struct {
 	Columns       []gridColumn
 	Boxes         []gridBox
 	Ticks         []gridTick
+	Gaps          []gridGapMark
 	More          bool // gridMaxBuilds were drawn and there are more
 	Top           int  // y of the window's top (now)
+	Mid           int  // x of the middle of the columns
 }
 
 type gridChoice struct {
@@ -145,15 +148,13 @@ func (s *Server) gridPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	d.Width = gridAxis + max(n, 1)*colW + 8
 
-	y := func(t time.Time) int {
-		if t.IsZero() || t.After(now) {
-			t = now
-		}
-		if t.Before(from) {
-			t = from
-		}
-		return gridHead + int(float64(gridHeight)*now.Sub(t).Seconds()/now.Sub(from).Seconds())
+	var spans []gridSpan
+	for _, b := range builds {
+		spans = append(spans, gridSpan{b.StartedAt, b.CompleteAt})
 	}
+	sc := newGridScale(spans, from, now)
+	y := func(t time.Time) int { return gridHead + sc.y(t) }
+	d.Height = gridHead + sc.height + 10
 	x := gridAxis
 	for _, b := range builders {
 		bs := byBuilder[b.ID]
@@ -164,7 +165,11 @@ func (s *Server) gridPage(w http.ResponseWriter, r *http.Request) error {
 		lane, lanes := gridLanes(bs, now)
 		for i, bd := range bs {
 			lw := (colW - 4) / lanes
-			top, bottom := y(bd.CompleteAt), y(bd.StartedAt)
+			end := bd.CompleteAt
+			if end.IsZero() {
+				end = now // still running
+			}
+			top, bottom := y(end), y(bd.StartedAt)
 			if bottom-top < 2 {
 				top = bottom - 2
 			}
@@ -180,7 +185,8 @@ func (s *Server) gridPage(w http.ResponseWriter, r *http.Request) error {
 		}
 		x += colW
 	}
-	d.Ticks = gridTicks(now, from, y)
+	d.Ticks, d.Gaps = sc.marks(window(hours), gridHead)
+	d.Mid = gridAxis + (d.Width-gridAxis)/2
 	return s.render(w, http.StatusOK, "grid", d)
 }
 
@@ -210,29 +216,197 @@ func gridLanes(bs []store.Build, now time.Time) (lane []int, lanes int) {
 	return lane, max(len(ends), 1)
 }
 
-// gridTicks marks the time axis at round times, about every 75 pixels.
-func gridTicks(now, from time.Time, y func(time.Time) int) []gridTick {
-	window := now.Sub(from)
-	steps := []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
-		time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour}
-	step := steps[len(steps)-1]
-	for _, s := range steps {
-		if window/s <= gridHeight/75 {
-			step = s
-			break
+// window says how the grid labels times for a window of hours.
+func window(hours int) string {
+	if hours > 24 {
+		return "Mon 15:04"
+	}
+	return "15:04"
+}
+
+// gridSpan is the time a build ran; a zero end means it still runs.
+type gridSpan struct{ start, end time.Time }
+
+// gridPiece is a stretch of the grid's time axis: busy (builds ran) or an
+// idle gap, drawn as a band of its own height whatever its length.
+type gridPiece struct {
+	from, to time.Time // to is the later, drawn above
+	y        int       // pixels from the top to to
+	px       int       // height
+	gap      bool
+}
+
+// gridScale maps times to heights on the grid: now at 0, time running
+// down, busy stretches linear at one rate, idle gaps squeezed into
+// bands of gridGap pixels, so that a burst of short builds after an idle
+// hour is not a sliver.
+type gridScale struct {
+	pieces []gridPiece // newest first
+	height int
+}
+
+// Geometry of the scale.
+const (
+	gridGap     = 26   // pixels of an idle gap
+	gridMaxRate = 40.0 // pixels per second at most: a 1 s build is 40 px
+)
+
+// newGridScale lays out the window from..now for builds that ran during
+// spans. Gaps shorter than 2% of the window stay on the linear scale.
+func newGridScale(spans []gridSpan, from, now time.Time) *gridScale {
+	clip := func(t time.Time) time.Time {
+		switch {
+		case t.IsZero() || t.After(now):
+			return now
+		case t.Before(from):
+			return from
+		}
+		return t
+	}
+	type iv struct{ a, b time.Time }
+	var ivs []iv
+	for _, s := range spans {
+		a, b := clip(s.start), clip(s.end)
+		if b.Before(a) {
+			a, b = b, a
+		}
+		ivs = append(ivs, iv{a, b})
+	}
+	slices.SortFunc(ivs, func(x, y iv) int { return x.a.Compare(y.a) })
+	minGap := now.Sub(from) / 50
+	// Busy stretches, oldest first, with the gaps between them.
+	var busy []iv
+	for _, v := range ivs {
+		if n := len(busy); n > 0 && v.a.Sub(busy[n-1].b) < minGap {
+			if v.b.After(busy[n-1].b) {
+				busy[n-1].b = v.b
+			}
+			continue
+		}
+		busy = append(busy, v)
+	}
+	// Stretches near the window's ends reach them.
+	if n := len(busy); n > 0 && now.Sub(busy[n-1].b) < minGap {
+		busy[n-1].b = now
+	}
+	if len(busy) > 0 && busy[0].a.Sub(from) < minGap {
+		busy[0].a = from
+	}
+	// Pieces newest first: gaps and busy stretches.
+	var pieces []gridPiece
+	at := now
+	for i := len(busy) - 1; i >= 0; i-- {
+		if busy[i].b.Before(at) {
+			pieces = append(pieces, gridPiece{from: busy[i].b, to: at, gap: true})
+		}
+		pieces = append(pieces, gridPiece{from: busy[i].a, to: busy[i].b})
+		at = busy[i].a
+	}
+	if at.After(from) {
+		pieces = append(pieces, gridPiece{from: from, to: at, gap: true})
+	}
+	var busyTime time.Duration
+	gaps := 0
+	for _, p := range pieces {
+		if p.gap {
+			gaps++
+		} else {
+			busyTime += p.to.Sub(p.from)
 		}
 	}
-	layout := "15:04"
-	if window > 24*time.Hour {
-		layout = "Mon 15:04"
+	rate := gridMaxRate
+	if busyTime > 0 {
+		rate = min(float64(max(gridHeight-gaps*gridGap, gridHeight/2))/busyTime.Seconds(), gridMaxRate)
 	}
-	// Round times in local time: truncate the local wall clock.
-	local := now.Local()
-	_, off := local.Zone()
-	wall := local.Add(time.Duration(off) * time.Second).Truncate(step).Add(-time.Duration(off) * time.Second)
-	var out []gridTick
-	for t := wall; !t.Before(from); t = t.Add(-step) {
-		out = append(out, gridTick{Y: y(t), Label: t.Local().Format(layout)})
+	sc := &gridScale{}
+	for i := range pieces {
+		p := &pieces[i]
+		p.y = sc.height
+		if p.gap {
+			p.px = gridGap
+		} else {
+			p.px = max(int(math.Round(p.to.Sub(p.from).Seconds()*rate)), 2)
+		}
+		sc.height += p.px
 	}
-	return out
+	sc.pieces = pieces
+	return sc
+}
+
+// y is the height of time t on the scale (clipped to the window; the zero
+// time is the window's start).
+func (sc *gridScale) y(t time.Time) int {
+	for _, p := range sc.pieces {
+		if !t.Before(p.from) {
+			if t.After(p.to) {
+				return p.y
+			}
+			f := 1.0
+			if span := p.to.Sub(p.from); span > 0 {
+				f = p.to.Sub(t).Seconds() / span.Seconds()
+			}
+			return p.y + int(math.Round(f*float64(p.px)))
+		}
+	}
+	return sc.height
+}
+
+// gridGapMark is an idle gap as the grid draws it: a band saying how long
+// nothing ran.
+type gridGapMark struct {
+	Y, H  int
+	Label string
+}
+
+// TextDY puts the label in the middle of the band.
+func (g gridGapMark) TextDY() int { return g.H/2 + 4 }
+
+// marks returns the time axis's ticks, at round times about every 60
+// pixels within busy stretches and at the top of each (labelled with
+// layout), and the gaps' bands, offset by top pixels.
+func (sc *gridScale) marks(layout string, top int) ([]gridTick, []gridGapMark) {
+	steps := []time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
+		time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+		time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour}
+	var ticks []gridTick
+	var gaps []gridGapMark
+	lastY := -100
+	add := func(t time.Time, y int, format string) {
+		if y-lastY < 30 {
+			return
+		}
+		ticks = append(ticks, gridTick{Y: top + y, Label: t.Local().Format(format)})
+		lastY = y
+	}
+	for _, p := range sc.pieces {
+		if p.gap {
+			gaps = append(gaps, gridGapMark{Y: top + p.y, H: p.px, Label: "idle " + formatDuration(p.to.Sub(p.from))})
+			lastY = p.y + p.px - 30 // a tick may mark the stretch's top, just below
+			continue
+		}
+		span := p.to.Sub(p.from)
+		step := steps[len(steps)-1]
+		for _, s := range steps {
+			if span > 0 && float64(p.px)*s.Seconds()/span.Seconds() >= 60 {
+				step = s
+				break
+			}
+		}
+		format := layout
+		if step < time.Minute {
+			format += ":05"
+		}
+		add(p.to, p.y, format)
+		// Round times in local time: truncate the local wall clock.
+		_, off := p.to.Local().Zone()
+		shift := time.Duration(off) * time.Second
+		// Not at the stretch's bottom: that label would fall in the gap below.
+		for t := p.to.Add(shift).Truncate(step).Add(-shift); t.After(p.from); t = t.Add(-step) {
+			if t.Equal(p.to) {
+				continue
+			}
+			add(t, sc.y(t), format)
+		}
+	}
+	return ticks, gaps
 }

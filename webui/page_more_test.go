@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"html"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -221,13 +222,17 @@ func TestGridPage(t *testing.T) {
 		fmt.Sprintf(`<a href="/builders/%d/builds/4"><rect class="running"`, f.linux),
 		"<title>linux #2: failure, 1m 23s, started ",
 	}, []string{xssName + "<", ">empty</text>"})
-	if n := strings.Count(body, "<rect "); n != 5 {
+	// The running build reaches the top: now.
+	if !regexp.MustCompile(`builds/4"><rect class="running" x="\d+" y="` + fmt.Sprint(gridHead) + `"`).MatchString(body) {
+		t.Error("the running build does not reach the top")
+	}
+	if n := strings.Count(body, `"><rect `); n != 5 {
 		t.Errorf("%d boxes, want 5 (4 finished builds and the running one)", n)
 	}
 	// One hour back, the fixture's finished builds (started 60 to 57
 	// minutes ago) are partly out; the running one is always in.
 	body = f.checkPage(t, "/grid?hours=1", 200, []string{`<rect class="running"`}, nil)
-	if n := strings.Count(body, "<rect "); n < 1 || n > 5 {
+	if n := strings.Count(body, `"><rect `); n < 1 || n > 5 {
 		t.Errorf("%d boxes in the last hour", n)
 	}
 	for path, msg := range map[string]string{
@@ -261,27 +266,86 @@ func TestGridLanes(t *testing.T) {
 	}
 }
 
-func TestGridTicks(t *testing.T) {
-	now := time.Date(2026, 1, 1, 12, 34, 56, 0, time.Local)
+// TestGridScale checks the grid's time axis: busy stretches linear, idle
+// gaps squeezed into bands, and ticks at round times going down.
+func TestGridScale(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.Local)
+	from := now.Add(-time.Hour)
+	sec := func(n int) time.Time { return now.Add(time.Duration(n) * time.Second) }
+	// Two bursts of builds, 40 minutes apart, and nothing in the last 10.
+	spans := []gridSpan{
+		{sec(-3000), sec(-2990)}, {sec(-2995), sec(-2980)}, // 20 s busy
+		{sec(-620), sec(-600)}, // 20 s busy
+	}
+	sc := newGridScale(spans, from, now)
+	var kinds []string
+	for _, p := range sc.pieces {
+		k := fmt.Sprintf("busy %v", p.to.Sub(p.from))
+		if p.gap {
+			k = fmt.Sprintf("gap %v", p.to.Sub(p.from))
+		}
+		kinds = append(kinds, k)
+	}
+	want := []string{"gap 10m0s", "busy 20s", "gap 39m20s", "busy 20s", "gap 10m0s"}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("pieces %v, want %v", kinds, want)
+	}
+	// 40 s busy share what the three gaps leave of the height.
+	burst := int(math.Round(20 * float64(gridHeight-3*gridGap) / 40))
+	if sc.height != 3*gridGap+2*burst {
+		t.Errorf("height %d, want %d", sc.height, 3*gridGap+2*burst)
+	}
 	for _, tt := range []struct {
-		window time.Duration
-		first  string
-		n      int
+		at   time.Time
+		want int
 	}{
-		{time.Hour, "12:30", 12},
-		{6 * time.Hour, "12:30", 12},
-		{24 * time.Hour, "12:00", 12},
-		{7 * 24 * time.Hour, "Thu 00:00", 7},
+		{now, 0},
+		{sec(-600), gridGap},
+		{sec(-610), gridGap + int(math.Round(float64(burst)/2))},
+		{sec(-620), gridGap + burst},
+		{sec(-2980), 2*gridGap + burst},
+		{sec(-3000), 2*gridGap + 2*burst},
+		{from, sc.height},
+		{from.Add(-time.Hour), sc.height},
+		{now.Add(time.Hour), 0},
 	} {
-		from := now.Add(-tt.window)
-		ticks := gridTicks(now, from, func(t time.Time) int { return int(now.Sub(t).Minutes()) })
-		if len(ticks) != tt.n || ticks[0].Label != tt.first {
-			t.Errorf("%v: %d ticks from %q, want %d from %q: %+v", tt.window, len(ticks), ticks[0].Label, tt.n, tt.first, ticks)
+		if got := sc.y(tt.at); got != tt.want {
+			t.Errorf("y(%v) = %d, want %d", now.Sub(tt.at), got, tt.want)
 		}
-		for i := 1; i < len(ticks); i++ {
-			if ticks[i].Y <= ticks[i-1].Y {
-				t.Errorf("%v: ticks not going down: %+v", tt.window, ticks)
-			}
+	}
+	ticks, gaps := sc.marks("15:04", 100)
+	if len(gaps) != 3 || gaps[1].Label != "idle 39m 20s" || gaps[0].Y != 100 || gaps[0].H != gridGap {
+		t.Errorf("gaps %+v", gaps)
+	}
+	for i := 1; i < len(ticks); i++ {
+		if ticks[i].Y-ticks[i-1].Y < 30 {
+			t.Errorf("ticks too close: %+v", ticks)
 		}
+	}
+	if len(ticks) < 4 || ticks[0].Label != "11:50:00" {
+		t.Errorf("ticks %+v", ticks)
+	}
+
+	// Steady work over the whole window: one linear stretch, no gaps.
+	var steady []gridSpan
+	for m := 0; m < 60; m++ {
+		steady = append(steady, gridSpan{now.Add(time.Duration(m-60) * time.Minute), now.Add(time.Duration(m-59) * time.Minute)})
+	}
+	sc = newGridScale(steady, from, now)
+	if len(sc.pieces) != 1 || sc.pieces[0].gap || sc.height != gridHeight {
+		t.Errorf("steady: %+v, height %d", sc.pieces, sc.height)
+	}
+	ticks, _ = sc.marks("15:04", 0)
+	if len(ticks) < 10 || ticks[0].Label != "12:00" || ticks[1].Label != "11:55" {
+		t.Errorf("steady ticks %+v", ticks)
+	}
+	// A short burst in a long window is drawn at 40 px/s at most.
+	sc = newGridScale([]gridSpan{{sec(-600), sec(-598)}}, from, now)
+	if sc.height != 2*gridGap+80 {
+		t.Errorf("a 2 s burst: height %d, want %d", sc.height, 2*gridGap+80)
+	}
+	// Nothing at all: one gap.
+	if sc := newGridScale(nil, from, now); len(sc.pieces) != 1 || !sc.pieces[0].gap || sc.height != gridGap {
+		t.Errorf("empty: %+v", sc.pieces)
 	}
 }

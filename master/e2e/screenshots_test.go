@@ -152,6 +152,30 @@ func TestWebUIScreenshots(t *testing.T) {
 	br.eval(t, `window.scrollTo(0, 0)`, nil)
 	shot = screenshotTop(t, br, "build.png", 1100, dirs...)
 	t.Logf("screenshot of the build page: %s", shot)
+
+	// The other new pages, seen by the browser (not in the README).
+	others := []string{t.TempDir(), os.Getenv("STARFORGE_SCREENSHOT_DIR")}
+	br.navigate(t, m.url+"builders?tag=demo")
+	var names []string
+	br.eval(t, `[...document.querySelectorAll('table.builders tbody tr td:first-child > a')].map(a => a.textContent)`, &names)
+	if strings.Join(names, " ") != "hello lint" {
+		t.Errorf("builders tagged demo: %v", names)
+	}
+	screenshotTop(t, br, "builders.png", 900, others...)
+	br.navigate(t, m.url+"grid?hours=1")
+	var boxes int
+	br.eval(t, `document.querySelectorAll('svg.grid a rect').length`, &boxes)
+	if boxes != 20 {
+		t.Errorf("the grid draws %d builds, want 20", boxes)
+	}
+	screenshotTop(t, br, "grid.png", 900, others...)
+	br.navigate(t, m.url+"stats")
+	var builds []string
+	br.eval(t, `[...document.querySelectorAll('table.stats tr.day')].map(r => r.cells[0].textContent.trim() + ' ' + r.cells[2].textContent + ' ' + r.cells[3].textContent.trim())`, &builds)
+	if want := "docs 5 100%|hello 5 100%|integration 4 100%|lint 5 80%"; strings.Join(builds, "|") != want {
+		t.Errorf("stats of the last day: %q, want %q", strings.Join(builds, "|"), want)
+	}
+	screenshotTop(t, br, "stats.png", 900, others...)
 }
 
 // screenshotConfig is the demo's master.star, with more builders, for the
