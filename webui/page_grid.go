@@ -2,8 +2,8 @@ package webui
 
 import (
 	"fmt"
-	"net/http"
 	"math"
+	"net/http"
 	"slices"
 	"time"
 
