@@ -3,6 +3,7 @@ package webui
 import (
 	"cmp"
 	"context"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -283,15 +284,8 @@ func parseList(r *http.Request, res *resource, extra ...string) (*listQuery, err
 	q := &listQuery{res: res, extra: url.Values{}}
 	query := r.URL.Query()
 	// Sorted, so that the first bad parameter reported is always the same.
-	for _, key := range slices.Sorted(func(yield func(string) bool) {
-		for k := range query {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
-		vals := query[key]
-		if err := q.parseParam(key, vals, extra); err != nil {
+	for _, key := range slices.Sorted(maps.Keys(query)) {
+		if err := q.parseParam(key, query[key], extra); err != nil {
 			return nil, err
 		}
 	}

@@ -2,6 +2,7 @@ package webui
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -62,13 +63,7 @@ func (s *Server) buildersPage(w http.ResponseWriter, r *http.Request) error {
 			counts[t]++
 		}
 	}
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for t := range counts {
-			if !yield(t) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(counts)) {
 		on := slices.Contains(selected, name)
 		next := slices.DeleteFunc(slices.Clone(selected), func(t string) bool { return t == name })
 		if !on {
