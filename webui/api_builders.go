@@ -11,8 +11,12 @@ import (
 	"github.com/starforge/starforge/master/store"
 )
 
-// GET /api/v2/builders
+// GET /api/v2/builders with the list conventions.
 func (s *Server) listBuilders(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseList(r, resourceOf[builderJSON]("builders"))
+	if err != nil {
+		return err
+	}
 	bs, err := s.m.Store().ListBuilders(r.Context())
 	if err != nil {
 		return fmt.Errorf("list builders: %w", err)
@@ -21,36 +25,40 @@ func (s *Server) listBuilders(w http.ResponseWriter, r *http.Request) error {
 	for i, b := range bs {
 		out[i] = toBuilderJSON(b)
 	}
-	writeCollection(w, "builders", out)
+	writeSmallList(w, q, out)
 	return nil
 }
 
-// GET /api/v2/builders/{builder}
+// GET /api/v2/builders/{builder}?field=
 func (s *Server) getBuilder(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseOne(r, resourceOf[builderJSON]("builders"))
+	if err != nil {
+		return err
+	}
 	b, err := s.builder(r.Context(), r.PathValue("builder"))
 	if err != nil {
 		return err
 	}
-	writeCollection(w, "builders", []builderJSON{toBuilderJSON(b)})
+	writeOne(w, q, toBuilderJSON(b))
 	return nil
 }
 
-// GET /api/v2/builders/{builder}/builds?limit=&before=
+// GET /api/v2/builders/{builder}/builds: as /api/v2/builds, of one
+// builder.
 func (s *Server) listBuilderBuilds(w http.ResponseWriter, r *http.Request) error {
 	b, err := s.builder(r.Context(), r.PathValue("builder"))
 	if err != nil {
 		return err
 	}
-	p := queryParams(r)
-	f := store.BuildFilter{BuilderID: b.ID, Limit: p.limit(), Before: p.id("before")}
-	if err := p.Err(); err != nil {
-		return err
-	}
-	return s.writeBuilds(w, r, f)
+	return s.queryBuilds(w, r, b.ID)
 }
 
-// GET /api/v2/builders/{builder}/builds/{number}
+// GET /api/v2/builders/{builder}/builds/{number}?field=
 func (s *Server) getBuilderBuild(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseOne(r, resourceOf[buildJSON]("builds"))
+	if err != nil {
+		return err
+	}
 	b, err := s.builder(r.Context(), r.PathValue("builder"))
 	if err != nil {
 		return err
@@ -63,7 +71,7 @@ func (s *Server) getBuilderBuild(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return lookupErr(err, "build %s/%d", b.Name, n)
 	}
-	writeCollection(w, "builds", []buildJSON{toBuildJSON(bd)})
+	writeOne(w, q, toBuildJSON(bd))
 	return nil
 }
 

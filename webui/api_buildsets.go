@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -61,36 +62,43 @@ func toBuildsetJSON(bs store.Buildset) buildsetJSON {
 	return j
 }
 
-// GET /api/v2/buildsets?parent_buildid=&limit=&before=
-//
-// parent_buildid lists the buildsets a build's trigger steps started.
+// GET /api/v2/buildsets with the list conventions and the extension
+// before=ID (bsid__lt=ID). Newest first unless order=bsid.
+// parent_buildid (the buildsets a build's trigger steps started) and
+// bounds on bsid are applied in SQL.
 func (s *Server) listBuildsets(w http.ResponseWriter, r *http.Request) error {
-	p := queryParams(r)
-	parent := p.id("parent_buildid")
-	f := store.BuildsetFilter{Limit: p.limit(), Before: p.id("before")}
-	if err := p.Err(); err != nil {
+	q, err := parseList(r, resourceOf[buildsetJSON]("buildsets"), "before")
+	if err != nil {
 		return err
 	}
-	var sets []store.Buildset
-	var err error
-	if parent != 0 {
-		sets, err = s.m.Store().ChildBuildsets(r.Context(), parent)
-	} else {
-		sets, err = s.m.Store().ListBuildsets(r.Context(), f)
-	}
-	if err != nil {
-		return fmt.Errorf("list buildsets: %w", err)
-	}
-	out := make([]buildsetJSON, len(sets))
-	for i, bs := range sets {
-		out[i] = toBuildsetJSON(bs)
-	}
-	writeCollection(w, "buildsets", out)
-	return nil
+	f := store.BuildsetQuery{ParentBuildID: q.sqlEq("parent_buildid")}
+	st := s.m.Store()
+	return scanList(r.Context(), w, q, largeList[buildsetJSON]{
+		idField: "bsid",
+		// Each buildset is a few queries (its stamps and properties).
+		scanCap: 500,
+		fetch: func(ctx context.Context, p store.Page) ([]buildsetJSON, error) {
+			f.Page = p
+			sets, err := st.QueryBuildsets(ctx, f)
+			if err != nil {
+				return nil, fmt.Errorf("list buildsets: %w", err)
+			}
+			out := make([]buildsetJSON, len(sets))
+			for i, bs := range sets {
+				out[i] = toBuildsetJSON(bs)
+			}
+			return out, nil
+		},
+		id: func(b buildsetJSON) int64 { return b.BSID },
+	})
 }
 
-// GET /api/v2/buildsets/{id}
+// GET /api/v2/buildsets/{id}?field=
 func (s *Server) getBuildset(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseOne(r, resourceOf[buildsetJSON]("buildsets"))
+	if err != nil {
+		return err
+	}
 	id, err := pathID(r, "id", "buildset id")
 	if err != nil {
 		return err
@@ -99,6 +107,6 @@ func (s *Server) getBuildset(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return lookupErr(err, "buildset %d", id)
 	}
-	writeCollection(w, "buildsets", []buildsetJSON{toBuildsetJSON(bs)})
+	writeOne(w, q, toBuildsetJSON(bs))
 	return nil
 }

@@ -2,6 +2,7 @@ package webui
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,32 +74,47 @@ func toChangeJSON(c store.Change) changeJSON {
 }
 
 func writeChanges(w http.ResponseWriter, cs []store.Change) {
+	writeCollection(w, "changes", changeJSONs(cs))
+}
+
+func changeJSONs(cs []store.Change) []changeJSON {
 	out := make([]changeJSON, len(cs))
 	for i, c := range cs {
 		out[i] = toChangeJSON(c)
 	}
-	writeCollection(w, "changes", out)
+	return out
 }
 
-// GET /api/v2/changes?limit=&before=
-//
-// Newest first; before= is the changeid to continue below, as for builds.
+// GET /api/v2/changes with the list conventions and the extension
+// before=ID (changeid__lt=ID). Newest first unless order=changeid; only
+// bounds on changeid are applied in SQL.
 func (s *Server) listChanges(w http.ResponseWriter, r *http.Request) error {
-	p := queryParams(r)
-	f := store.ChangeFilter{Limit: p.limit(), Before: p.id("before")}
-	if err := p.Err(); err != nil {
+	q, err := parseList(r, resourceOf[changeJSON]("changes"), "before")
+	if err != nil {
 		return err
 	}
-	cs, err := s.m.Store().ListChanges(r.Context(), f)
-	if err != nil {
-		return fmt.Errorf("list changes: %w", err)
-	}
-	writeChanges(w, cs)
-	return nil
+	st := s.m.Store()
+	return scanList(r.Context(), w, q, largeList[changeJSON]{
+		idField: "changeid",
+		// Each change's files and properties are JSON to decode.
+		scanCap: 2000,
+		fetch: func(ctx context.Context, p store.Page) ([]changeJSON, error) {
+			cs, err := st.QueryChanges(ctx, p)
+			if err != nil {
+				return nil, fmt.Errorf("list changes: %w", err)
+			}
+			return changeJSONs(cs), nil
+		},
+		id: func(c changeJSON) int64 { return c.ChangeID },
+	})
 }
 
-// GET /api/v2/changes/{change}
+// GET /api/v2/changes/{change}?field=
 func (s *Server) getChange(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseOne(r, resourceOf[changeJSON]("changes"))
+	if err != nil {
+		return err
+	}
 	id, err := pathID(r, "change", "change id")
 	if err != nil {
 		return err
@@ -107,13 +123,17 @@ func (s *Server) getChange(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return lookupErr(err, "change %d", id)
 	}
-	writeChanges(w, []store.Change{c})
+	writeOne(w, q, toChangeJSON(c))
 	return nil
 }
 
 // GET /api/v2/builds/{build}/changes: the changes the build's buildset
-// builds, oldest first.
+// builds, oldest first, with the list conventions.
 func (s *Server) buildChanges(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseList(r, resourceOf[changeJSON]("changes"))
+	if err != nil {
+		return err
+	}
 	b, err := s.buildFromPath(r)
 	if err != nil {
 		return err
@@ -122,7 +142,7 @@ func (s *Server) buildChanges(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("changes of build %d: %w", b.ID, err)
 	}
-	writeChanges(w, cs)
+	writeSmallList(w, q, changeJSONs(cs))
 	return nil
 }
 

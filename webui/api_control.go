@@ -9,14 +9,18 @@ import (
 	"strconv"
 )
 
-// GET /api/v2/forceschedulers
+// GET /api/v2/forceschedulers with the list conventions.
 func (s *Server) listForceSchedulers(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseList(r, resourceOf[forceSchedulerJSON]("forceschedulers"))
+	if err != nil {
+		return err
+	}
 	fss := s.m.ForceSchedulers()
 	out := make([]forceSchedulerJSON, len(fss))
 	for i, f := range fss {
 		out[i] = toForceSchedulerJSON(f)
 	}
-	writeCollection(w, "forceschedulers", out)
+	writeSmallList(w, q, out)
 	return nil
 }
 

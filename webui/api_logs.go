@@ -13,8 +13,12 @@ import (
 	"github.com/starforge/starforge/master/store"
 )
 
-// GET /api/v2/steps/{step}/logs
+// GET /api/v2/steps/{step}/logs with the list conventions.
 func (s *Server) listLogs(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseList(r, resourceOf[logJSON]("logs"))
+	if err != nil {
+		return err
+	}
 	id, err := pathID(r, "step", "step id")
 	if err != nil {
 		return err
@@ -31,17 +35,21 @@ func (s *Server) listLogs(w http.ResponseWriter, r *http.Request) error {
 	for i, l := range logs {
 		out[i] = toLogJSON(l)
 	}
-	writeCollection(w, "logs", out)
+	writeSmallList(w, q, out)
 	return nil
 }
 
-// GET /api/v2/logs/{log}
+// GET /api/v2/logs/{log}?field=
 func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseOne(r, resourceOf[logJSON]("logs"))
+	if err != nil {
+		return err
+	}
 	l, err := s.logFromPath(r)
 	if err != nil {
 		return err
 	}
-	writeCollection(w, "logs", []logJSON{toLogJSON(l)})
+	writeOne(w, q, toLogJSON(l))
 	return nil
 }
 

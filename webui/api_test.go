@@ -372,7 +372,7 @@ func TestAPIPaging(t *testing.T) {
 		{"/api/v2/builders/empty/builds?", buildIDs, 23},
 		{"/api/v2/builds?running=1", buildIDs, 24},
 		{fmt.Sprintf("/api/v2/builds?workerid=%d", f.w2), buildIDs, 23},
-		{"/api/v2/builds?x=1", buildIDs, 28},
+		{"/api/v2/builds?order=-buildid", buildIDs, 28},
 		{fmt.Sprintf("/api/v2/buildrequests?builderid=%d", f.empty), reqIDs, 23},
 	}
 	for _, tt := range tests {

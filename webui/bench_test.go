@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 	if benchDir != "" {
 		os.RemoveAll(benchDir)
 	}
+	cleanupPagesBench()
 	os.Exit(code)
 }
 

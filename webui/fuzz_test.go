@@ -17,6 +17,7 @@ func FuzzAPIQuery(f *testing.F) {
 	paths := []string{
 		"/api/v2/builds", "/api/v2/builders/1/builds", "/api/v2/buildrequests",
 		"/api/v2/workers", "/api/v2/builders",
+		"/api/v2/changes", "/api/v2/sourcestamps", "/api/v2/buildsets", "/api/v2/forceschedulers",
 	}
 	for _, q := range []string{
 		"limit=10", "limit=0", "limit=abc", "before=5&limit=2", "builderid=1&running=1",
@@ -25,6 +26,11 @@ func FuzzAPIQuery(f *testing.F) {
 		f.Add(uint8(0), q)
 	}
 	f.Add(uint8(2), "pending=1&builderid=1")
+	for _, q := range []string{"results__ne=2&order=buildid&field=buildid,results", "name__contains=x&order=-name&offset=1",
+		"buildid__gt=1&buildid__lt=3&buildid__in=2", "tags__contains=a", "started_at__ge=1e9&limit=1&offset=10000"} {
+		f.Add(uint8(0), q)
+		f.Add(uint8(4), q)
+	}
 	f.Fuzz(func(t *testing.T, which uint8, query string) {
 		if strings.ContainsAny(query, " #\r\n") {
 			return // not a query string a client can send

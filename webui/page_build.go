@@ -23,6 +23,8 @@ type buildData struct {
 	Parent   *store.Build
 	Children []childRow
 	Patch    *store.Patch // a try build's patch, if it has one
+	// Artifacts are the files the build uploaded to the master.
+	Artifacts []artifactRow
 }
 
 // childRow is one request of a buildset a trigger step started: its
@@ -87,6 +89,10 @@ func (s *Server) buildPage(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if d.Children, err = children(r, st, bd.ID); err != nil {
+		return err
+	}
+
+	if d.Artifacts, err = s.artifactRows(ctx, bd.ID); err != nil {
 		return err
 	}
 

@@ -46,8 +46,13 @@ type pollerJSON struct {
 	Refs      map[string]string `json:"refs"`
 }
 
-// GET /api/v2/changesources: the git pollers and their state.
+// GET /api/v2/changesources: the git pollers and their state, with the
+// list conventions.
 func (s *Server) listChangeSources(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseList(r, resourceOf[pollerJSON]("changesources"))
+	if err != nil {
+		return err
+	}
 	ps := s.m.Pollers()
 	out := make([]pollerJSON, len(ps))
 	for i, p := range ps {
@@ -58,7 +63,7 @@ func (s *Server) listChangeSources(w http.ResponseWriter, r *http.Request) error
 		out[i] = pollerJSON{Name: p.Name, Repo: p.Repo, Interval: p.Interval.Seconds(), Polling: p.Polling,
 			LastPoll: unixTime(p.LastPoll), LastError: nullString(p.LastError), NextPoll: unixTime(p.NextPoll), Refs: refs}
 	}
-	writeCollection(w, "changesources", out)
+	writeSmallList(w, q, out)
 	return nil
 }
 
@@ -75,8 +80,13 @@ type schedulerJSON struct {
 	Error       *string  `json:"error"`
 }
 
-// GET /api/v2/schedulers: Buildbot's fields, and what each waits for.
+// GET /api/v2/schedulers: Buildbot's fields, and what each waits for,
+// with the list conventions.
 func (s *Server) listSchedulers(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseList(r, resourceOf[schedulerJSON]("schedulers"))
+	if err != nil {
+		return err
+	}
 	ss := s.m.Schedulers()
 	out := make([]schedulerJSON, len(ss))
 	for i, sc := range ss {
@@ -87,7 +97,7 @@ func (s *Server) listSchedulers(w http.ResponseWriter, r *http.Request) error {
 			out[i].Builders = []string{}
 		}
 	}
-	writeCollection(w, "schedulers", out)
+	writeSmallList(w, q, out)
 	return nil
 }
 

@@ -22,6 +22,10 @@ type pageSet struct {
 // holds what they share).
 var pageNames = []string{"home", "builder", "build", "workers", "queue", "changes", "error"}
 
+// morePageNames are the pages of page_builders.go, page_console.go,
+// page_grid.go and page_stats.go.
+var morePageNames = []string{"builders", "console", "grid", "stats"}
+
 func mustParsePages(a *assets) *pageSet {
 	funcs := template.FuncMap{
 		"asset": a.url,
@@ -54,7 +58,7 @@ func mustParsePages(a *assets) *pageSet {
 	}
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	ps := &pageSet{byName: map[string]*template.Template{}}
-	for _, name := range pageNames {
+	for _, name := range append(pageNames, morePageNames...) {
 		t := template.Must(base.Clone())
 		ps.byName[name] = template.Must(t.ParseFS(templateFS, "templates/"+name+".html"))
 	}

@@ -20,6 +20,9 @@ type Options struct {
 	// Config, if set, returns the configuration in force; with
 	// master(web_auth = "users") it decides who may do what (auth.go).
 	Config func() *config.Config
+	// Basedir is the master's base directory, from which artifacts are
+	// served; "" serves none.
+	Basedir string
 }
 
 // Server serves the web UI and REST API of one master.
@@ -32,12 +35,15 @@ type Server struct {
 	handler http.Handler
 	live    liveState  // the event stream and metrics (ws.go)
 	auth    *authState // auth.go
+	basedir string     // Options.Basedir
+	stats   statsCache
 }
 
 // New returns a Server for m. It panics if the embedded templates do not
 // parse, which is a build defect caught by the package's tests.
 func New(m Master, opts Options) *Server {
 	s := &Server{m: m, log: opts.Logger, hook: opts.ChangeHook}
+	s.basedir = opts.Basedir
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -81,6 +87,7 @@ func (s *Server) routes() http.Handler {
 	s.changeRoutes(api)
 
 	mux := http.NewServeMux()
+	s.pagesRoutes(api, mux)
 	mux.Handle("/api/", jsonFallback(api))
 	if s.hook != nil {
 		mux.Handle("/change_hook/", s.hook)

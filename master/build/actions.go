@@ -126,6 +126,7 @@ func (s *stepRun) runCommand(ctx context.Context, cmd command, hook updateHook) 
 	res, state := s.remote(ctx, cmd)
 	s.hook = nil
 	res, state = finishTransfer(ctx, s.logs["stdio"], cmd, res, state)
+	s.recordArtifacts(ctx, cmd, res)
 	s.transfer = nil
 	if s.lastErr != nil && res == result.Success {
 		return s.storeFailure(ctx)

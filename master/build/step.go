@@ -175,6 +175,7 @@ func (s *stepRun) run(ctx context.Context, sc *config.Step) (result.Result, stri
 	s.transfer = cmd.transfer
 	res, state = s.remote(ctx, cmd)
 	res, state = finishTransfer(ctx, stdio, cmd, res, state)
+	s.recordArtifacts(ctx, cmd, res)
 	if s.lastErr != nil && res == result.Success {
 		return s.storeFailure(ctx)
 	}

@@ -23,6 +23,7 @@ var migrations = []migration{
 		`ALTER TABLE buildrequests ADD COLUMN cancel_reason TEXT`,
 	})},
 	{3, "changes, scheduler state, triggered buildsets and patches", execAll(schemaV3)},
+	{4, "artifact paths, and indexes for the stats page", execAll(schemaV4)},
 }
 
 // execAll returns a migration that runs stmts in order.
@@ -337,4 +338,21 @@ var schemaV3 = []string{
 		subdir TEXT NOT NULL DEFAULT ''
 	)`,
 	`ALTER TABLE sourcestamps ADD COLUMN patchid INTEGER REFERENCES patches (id)`,
+}
+
+// schemaV4 is what artifacts and the stats page need.
+var schemaV4 = []string{
+	// Where the master keeps the artifact (relative to the basedir, or
+	// absolute outside it), the step that uploaded it, and the file's size
+	// and modification time then, so a file replaced later is noticed.
+	`ALTER TABLE artifacts ADD COLUMN path TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE artifacts ADD COLUMN stepid INTEGER REFERENCES steps (id)`,
+	`ALTER TABLE artifacts ADD COLUMN mtime INTEGER`,
+	// BuilderStats: a builder's builds by start time, covering what the
+	// statistics read so they never touch the table.
+	`CREATE INDEX builds_started ON builds (builderid, started_at, complete_at, results)`,
+	// BuilderStats: the wait times of claimed requests, by claim time (a
+	// request's wait ends when a build claims it).
+	`CREATE INDEX buildrequests_claimed_at ON buildrequests (builderid, claimed_at, submitted_at)
+		WHERE claimed_at IS NOT NULL`,
 }

@@ -1,0 +1,91 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/starforge/starforge/master/result"
+)
+
+// TestArtifactsRecorded runs upload, upload_many and upload_dir on the
+// starforge worker and checks that each file they stored on the master is
+// recorded as an artifact of the build, with its size, hash and the step
+// that uploaded it, and that a failed upload records nothing.
+func TestArtifactsRecorded(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "elsewhere.txt")
+	h := newHarness(t, `
+worker("w", "pw")
+builder("up", ["w"], [
+    shell("mkdir -p d/sub && printf hello > a.txt && printf x > d/sub/b.txt && printf yy > d/c.txt && ln -sf c.txt d/l && printf 1 > 1.whl && printf 22 > 2.whl", name="prep"),
+    upload("a.txt", "out/a.txt", name="one"),
+    upload_many("*.whl", "wheels", name="many"),
+    upload_dir("d", "out/docs", name="dir"),
+    upload("a.txt", "`+outside+`", name="outside"),
+    upload("missing.txt", "out/missing.txt", name="fails", flunk_on_failure=False),
+])
+`)
+	h.startAgent("w")
+	b := h.build("up", "w")
+	for _, s := range []string{"prep", "one", "many", "dir", "outside"} {
+		h.want(b, s, result.Success, "")
+	}
+	h.want(b, "fails", result.Failure, "")
+
+	as, err := h.st.ListArtifacts(context.Background(), b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(s string) string { x := sha256.Sum256([]byte(s)); return hex.EncodeToString(x[:]) }
+	type want struct {
+		name, path, step, body string
+	}
+	wants := []want{
+		{"1.whl", "wheels/1.whl", "many", "1"},
+		{"2.whl", "wheels/2.whl", "many", "22"},
+		{"a.txt", "out/a.txt", "one", "hello"},
+		{"docs/c.txt", "out/docs/c.txt", "dir", "yy"},
+		{"docs/sub/b.txt", "out/docs/sub/b.txt", "dir", "x"},
+		{"elsewhere.txt", outside, "outside", "hello"},
+	}
+	slices.SortFunc(wants, func(a, b want) int { return strings.Compare(a.name, b.name) })
+	if len(as) != len(wants) {
+		t.Fatalf("artifacts %+v, want %d", as, len(wants))
+	}
+	for i, w := range wants {
+		a := as[i]
+		if a.Name != w.name || a.Path != filepath.FromSlash(w.path) || a.StepID != b.steps[w.step].ID ||
+			a.Size != int64(len(w.body)) || a.SHA256 != sum(w.body) || a.BuildID != b.ID || a.ModTime.IsZero() {
+			t.Errorf("artifact %d = %+v, want %+v", i, a, w)
+		}
+		p := a.Path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(h.dir, p)
+		}
+		if got, err := os.ReadFile(p); err != nil || string(got) != w.body {
+			t.Errorf("%s on the master: %q, %v", a.Path, got, err)
+		}
+	}
+}
+
+// TestArtifactPath checks how artifact paths are stored: relative inside
+// the basedir, absolute outside it.
+func TestArtifactPath(t *testing.T) {
+	r := &Runner{Basedir: "/srv/master"}
+	for in, want := range map[string]string{
+		"/srv/master/out/a.txt": "out/a.txt",
+		"/srv/master/a":         "a",
+		"/srv/other/a":          "/srv/other/a",
+		"/srv/master":           "/srv/master",
+		"/srv/master/../x":      "/srv/x",
+	} {
+		if got := r.artifactPath(in); got != filepath.FromSlash(want) {
+			t.Errorf("artifactPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
