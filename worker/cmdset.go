@@ -324,6 +324,9 @@ type cmdSender struct {
 
 	mu   sync.Mutex   // held while a numbered message is out
 	sent atomic.Int64 // messages numbered so far
+	// forgotten: the master no longer knows the command; its last
+	// messages (killed, rc -1) go nowhere.
+	forgotten atomic.Bool
 }
 
 // Send implements command.Sender.
@@ -340,12 +343,18 @@ func (c *cmdSender) Send(ctx context.Context, op string, fields map[string]any) 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.forgotten.Load() {
+		return nil, errForgotten
+	}
 	m[proto.KeySeq] = c.sent.Add(1)
 	var failed *session
 	for {
 		s, err := c.set.connection(ctx, failed)
 		if err != nil {
 			return nil, err
+		}
+		if c.forgotten.Load() {
+			return nil, errForgotten
 		}
 		res, err := s.conn.Call(ctx, op, m)
 		var re *proto.RemoteError

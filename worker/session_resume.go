@@ -168,6 +168,7 @@ func (s *session) resume(msg proto.Message) (any, error) {
 	kept.mu.Lock()
 	for key, r := range kept.cmds {
 		if _, ok := want[key]; !ok {
+			r.snd.forgotten.Store(true)
 			r.cancel(errForgotten)
 			forgotten++
 			continue
