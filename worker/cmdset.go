@@ -55,6 +55,10 @@ type running struct {
 	finished bool
 }
 
+// errConnLost is the cause of commands cancelled because their connection
+// was lost and could not be resumed.
+var errConnLost = errors.New("connection lost")
+
 // errForgotten cancels a kept command the master no longer knows.
 var errForgotten = errors.New("the master no longer knows the command after the reconnect")
 
@@ -307,7 +311,11 @@ func (cs *cmdSet) abort(cause error) {
 	cs.broadcastLocked()
 	cs.mu.Unlock()
 	if n > 0 && !already {
-		cs.log.Warn("cancelling running commands", "count", n, "why", cause)
+		msg := "cancelling running commands"
+		if errors.Is(cause, errConnLost) {
+			msg = "connection lost: cancelling running commands"
+		}
+		cs.log.Warn(msg, "count", n, "why", cause)
 	}
 	cs.cancel(cause)
 	cs.wg.Wait()

@@ -52,7 +52,7 @@ func (s *session) lost(err error) {
 	cs := s.set.Load()
 	grace := s.a.resumeGrace()
 	if !cs.resumable() || grace <= 0 || s.hungUp.Load() || !proto.Transient(err) || cs.size() == 0 {
-		cs.abort(fmt.Errorf("connection lost: %w", err))
+		cs.abort(fmt.Errorf("%w: %w", errConnLost, err))
 		return
 	}
 	cs.mu.Lock()
