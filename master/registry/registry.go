@@ -333,6 +333,7 @@ func (r *Registry) detach(s *Session, reason error) {
 	}
 	held := !r.closed && s.holdable(reason)
 	var older *Session
+	var hold time.Duration
 	n := 0
 	if held {
 		// There is no older one: a reconnect with the extension took it up
@@ -341,14 +342,14 @@ func (r *Registry) detach(s *Session, reason error) {
 			older = o
 		}
 		r.away[s.Name] = s
-		n = s.holdLocked(r.opts.Clock, func() { r.expire(s) })
+		hold, n = s.holdLocked(r.opts.Clock, func() { r.expire(s) })
 	}
 	r.mu.Unlock()
 	if older != nil {
 		older.endHold(nil, errors.New("superseded by a newer held session"), true)
 	}
 	if held {
-		r.log.Warn("worker connection lost: holding its commands for a reconnect", "worker", s.Name, "commands", n, "hold", s.resume.hold, "reason", reason)
+		r.log.Warn("worker connection lost: holding its commands for a reconnect", "worker", s.Name, "commands", n, "hold", hold, "reason", reason)
 	} else {
 		s.failAll(reason)
 		r.log.Info("worker detached", "worker", s.Name, "reason", reason)

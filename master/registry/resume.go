@@ -87,13 +87,13 @@ func (s *Session) holdable(reason error) bool {
 // holdLocked marks s away and starts its hold; expire runs when it passes.
 // Called with r.mu held, so that a reconnect finds it only once it is
 // held.
-func (s *Session) holdLocked(clk clock.Clock, expire func()) int {
+func (s *Session) holdLocked(clk clock.Clock, expire func()) (hold time.Duration, commands int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resume.away = true
 	s.resume.settled = make(chan struct{})
 	s.resume.timer = clk.AfterFunc(s.resume.hold, expire)
-	return len(s.commands)
+	return s.resume.hold, len(s.commands)
 }
 
 // live returns the session to use for s's worker now: s itself, or the

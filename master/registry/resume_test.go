@@ -191,7 +191,7 @@ func shell(s *Session, script string) map[string]any {
 
 func TestResumeCarriesARunningCommandAcrossADisconnect(t *testing.T) {
 	clk := clock.NewFake(time.Now())
-	_, p, ev := resumeRegistry(t, clk)
+	r, p, ev := resumeRegistry(t, clk)
 	runAgent(t, p.Addr(), 0)
 	s1 := waitSession(t, ev.attached)
 	if !s1.HasExtension(proto.ExtResume) {
@@ -209,6 +209,9 @@ func TestResumeCarriesARunningCommandAcrossADisconnect(t *testing.T) {
 	p.Cut()
 	if got := waitSession(t, ev.detached); got != s1 {
 		t.Fatal("another session detached")
+	}
+	if r.Get("w1") != nil {
+		t.Fatal("a held session is still offered for new builds")
 	}
 	// The command runs on while the worker is away; its output waits.
 	writeFifo(t, in, "x\n")
@@ -450,6 +453,45 @@ func TestResumeProtocol(t *testing.T) {
 	}
 }
 
+// TestSilentConnectionReplacedIsResumed: the worker reconnects while the
+// master still has its old connection, which no longer answers; the old
+// session is replaced, held, and taken up by the new connection.
+func TestSilentConnectionReplacedIsResumed(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	r, p, ev := resumeRegistry(t, clk)
+	old := &rawResumer{t: t, addr: p.Addr(), silent: make(chan struct{})}
+	t.Cleanup(func() { close(old.silent) })
+	old.connect()
+	s1 := waitSession(t, ev.attached)
+	h := newTextRecorder()
+	rc, err := s1.Start(context.Background(), "b1", proto.CmdShell, map[string]any{}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.update("1", 1, "before\n")
+
+	w := &rawResumer{t: t, addr: p.Addr()}
+	w.setReport([]proto.ResumeCommand{{ID: "1", Count: 2}})
+	w.connect() // the master asks the old connection, which stays silent for 5 s
+	if got := waitSession(t, ev.detached); got != s1 {
+		t.Fatal("another session detached")
+	}
+	s2 := waitSession(t, ev.attached)
+	if r.Get("w1") != s2 {
+		t.Fatal("the new connection does not have the name")
+	}
+	w.update("1", 2, "after\n")
+	if _, err := w.send(proto.OpComplete, "1", 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(t, rc); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.stdout(); got != "before\nafter\n" {
+		t.Fatalf("stdout = %q", got)
+	}
+}
+
 type handlerFunc func(op string, msg proto.Message) (any, error)
 
 func (f handlerFunc) HandleCommand(op string, msg proto.Message) (any, error) { return f(op, msg) }
@@ -463,6 +505,9 @@ type rawResumer struct {
 	mu     sync.Mutex
 	report []proto.ResumeCommand // the answer to the next starforge_resume
 	asked  []proto.ResumeCommand // what the last one listed
+	// silent, if set, is waited for before answering the master's
+	// duplicate check: a connection that went silent.
+	silent chan struct{}
 }
 
 func (w *rawResumer) setReport(r []proto.ResumeCommand) { w.mu.Lock(); w.report = r; w.mu.Unlock() }
@@ -490,6 +535,10 @@ func (w *rawResumer) connect() {
 				proto.KeyExtensions:  []any{proto.ExtResume},
 				proto.KeyResumeGrace: 3.0,
 			}, nil
+		case proto.OpPrint:
+			if m, _ := msg["message"].(string); m == "master got a duplicate connection" && w.silent != nil {
+				<-w.silent
+			}
 		case proto.OpResume:
 			asked, err := proto.DecodeResume(msg, proto.ResumeReceived)
 			if err != nil {
