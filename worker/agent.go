@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/starforge/starforge/internal/clock"
 	"github.com/starforge/starforge/worker/command"
 	"github.com/starforge/starforge/worker/proto"
 )
@@ -83,6 +84,15 @@ type Agent struct {
 	// ConnOptions tune each protocol connection (ping interval, frame limit);
 	// its Logger defaults to Logger.
 	ConnOptions proto.Options
+	// ResumeGrace is how long running commands outlive a lost connection
+	// to a master that agreed to the resume extension (proto.ExtResume):
+	// they run on, their output waits (see session_resume.go), and a
+	// reconnection within the grace takes them up where they were. Zero
+	// means DefaultResumeGrace; negative turns the extension off, so a lost
+	// connection cancels the commands at once.
+	ResumeGrace time.Duration
+	// Clock times the resume grace; nil means the real clock.
+	Clock clock.Clock
 
 	// Set when Run starts, read-only afterwards.
 	url     string
@@ -94,8 +104,10 @@ type Agent struct {
 	// Donation, if set, makes the worker a donated desktop (donor.go).
 	Donation *Donation
 
-	mu       sync.Mutex
-	settings command.Settings // the master's latest set_worker_settings
+	mu        sync.Mutex
+	settings  command.Settings // the master's latest set_worker_settings
+	kept      *cmdSet          // commands waiting for a reconnect (session_resume.go)
+	keptTimer clock.Timer      // ends kept when the grace passes
 
 	donor       *donor      // set by init when Donation is
 	plainMaster atomic.Bool // the last master did not agree to the pause extension
@@ -112,6 +124,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	// Before taking new work: kill what a killed previous run left behind.
 	a.ledger.cleanup()
+	// Commands kept for a reconnect do not outlive the worker.
+	defer a.dropKept(errors.New("worker stopping"))
 	if a.donor != nil {
 		done := make(chan struct{})
 		go func() { a.donor.run(ctx); close(done) }()
@@ -136,6 +150,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			bo.reset()
 		}
 		delay := bo.next()
+		if a.keeping() {
+			delay = min(delay, resumeRetry)
+		}
 		var authErr *authError
 		switch {
 		case errors.As(err, &authErr):

@@ -265,7 +265,7 @@ func (d *donor) Apply(dec donate.Decision, o donate.Observation) {
 		} else if idleDisconnect && sess.settingsSeen() {
 			// A master without the pause extension would keep sending
 			// builds: leave until the worker takes builds again.
-			sess.conn.Close(fmt.Errorf("donated worker paused (%s); the master does not know the pause extension, so the worker disconnects until it takes builds again", dec.Status.Reason))
+			sess.hangUp(fmt.Errorf("donated worker paused (%s); the master does not know the pause extension, so the worker disconnects until it takes builds again", dec.Status.Reason))
 		}
 	}
 }
@@ -361,7 +361,7 @@ func (d *donor) abandonLocked(b *dbuild, reason string) {
 		}
 	}
 	if d.sess != nil && !d.sess.hasPause() && len(b.cmds) > 0 {
-		go d.sess.conn.Close(fmt.Errorf("donated worker abandons a build (%s) and the master does not know the pause extension", reason))
+		go d.sess.hangUp(fmt.Errorf("donated worker abandons a build (%s) and the master does not know the pause extension", reason))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,8 +74,8 @@ func handshake(t *testing.T, mc *masterConn, pause bool) {
 		t.Fatal(err)
 	}
 	info := res.(map[string]any)
-	if got := proto.Extensions(info[proto.KeyExtensions]); len(got) != 1 || got[0] != proto.ExtPause {
-		t.Fatalf("a donating worker announces %v, want [pause]", got)
+	if got := proto.Extensions(info[proto.KeyExtensions]); !slices.Equal(got, []string{proto.ExtPause, proto.ExtResume}) {
+		t.Fatalf("a donating worker announces %v, want [pause resume]", got)
 	}
 	settings := map[string]any{"newline_re": proto.DefaultNewlineRE, "max_line_length": 4096, "buffer_timeout": 0.05, "buffer_size": 65536}
 	if pause {

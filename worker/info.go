@@ -42,8 +42,16 @@ func (a *Agent) workerInfo() map[string]any {
 	info["version"] = "starforge-worker " + a.version()
 	info["worker_commands"] = command.Names()
 	info["delete_leftover_dirs"] = 0
+	var exts []string
 	if a.donor != nil {
-		info[proto.KeyExtensions] = proto.ExtensionList([]string{proto.ExtPause})
+		exts = append(exts, proto.ExtPause)
+	}
+	if g := a.resumeGrace(); g > 0 {
+		exts = append(exts, proto.ExtResume)
+		info[proto.KeyResumeGrace] = g.Seconds()
+	}
+	if exts != nil {
+		info[proto.KeyExtensions] = proto.ExtensionList(exts)
 	}
 	return info
 }

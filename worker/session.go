@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -17,26 +16,27 @@ import (
 	"github.com/starforge/starforge/worker/proto"
 )
 
-// session is one connection to the master and the commands it started.
-// The commands live as long as the connection: when it is lost they are
-// cancelled, since nobody is left to hear their results.
+// session is one connection to the master. The commands it starts live
+// in a cmdSet (cmdset.go): without the resume extension the set ends with
+// the connection, its commands cancelled since nobody is left to hear
+// their results; with it, the set may outlive the connection for a grace
+// period and be adopted by the next one (session_resume.go).
 type session struct {
 	a    *Agent
 	conn *proto.Conn
 	log  *slog.Logger
 
-	// ctx is the commands' context, cancelled when the session ends.
-	ctx    context.Context
-	cancel context.CancelFunc
+	set atomic.Pointer[cmdSet] // this connection's commands; replaced when it adopts a kept set
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{} // closed when the master sent shutdown
 
-	mu       sync.Mutex
-	cmds     map[string]command.Command // running, by command_id
-	dcmds    map[string]*dcmd           // a donor's view of them, by command_id
-	stopping bool                       // no new commands
-	wg       sync.WaitGroup             // command goroutines and interrupts
+	// hungUp is set when the worker itself closed the connection (a
+	// donated desktop leaving a master without the pause extension): its
+	// commands are not kept for a reconnect.
+	hungUp atomic.Bool
+	// resumeExt: the master agreed to the resume extension.
+	resumeExt atomic.Bool
 
 	// The pause extension (donated desktops, see donor.go).
 	pauseExt    atomic.Bool   // the master agreed to it
@@ -52,20 +52,19 @@ type exception string
 func (e exception) Error() string { return string(e) }
 
 // serve runs the protocol on ws until the connection ends, ctx ends or the
-// master sends shutdown, then stops the session's commands. It reports
-// whether the worker must stop, and why the connection ended.
+// master sends shutdown, then stops the session's commands, or, when the
+// connection was lost and the master agreed to the resume extension, keeps
+// them for the next connection. It reports whether the worker must stop,
+// and why the connection ended.
 func (a *Agent) serve(ctx context.Context, ws *websocket.Conn) (stop bool, err error) {
 	s := &session{
 		a:         a,
 		log:       a.log,
 		shutdown:  make(chan struct{}),
-		cmds:      map[string]command.Command{},
-		dcmds:     map[string]*dcmd{},
 		pauseKick: make(chan struct{}, 1),
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	defer s.cancel()
 	s.conn = proto.NewConn(ws, s, a.ConnOptions)
+	s.set.Store(newCmdSet(a, s))
 	if a.donor != nil {
 		a.donor.attach(s)
 		defer a.donor.detach(s)
@@ -75,18 +74,19 @@ func (a *Agent) serve(ctx context.Context, ws *websocket.Conn) (stop bool, err e
 
 	select {
 	case err := <-served:
-		s.abort()
 		select {
 		case <-s.shutdown:
 			// The master closed right after asking for the shutdown.
+			s.set.Load().abort(errors.New("the master shut the worker down"))
 			return true, err
 		default:
 		}
+		s.lost(err)
 		return false, err
 	case <-s.shutdown:
 		s.log.Info("master asked the worker to shut down")
 		deadline := time.Now().Add(shutdownGrace)
-		s.stop("the master shut the worker down")
+		s.set.Load().stop("the master shut the worker down", s.conn.Done())
 		if wait := time.Until(deadline); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
@@ -101,58 +101,21 @@ func (a *Agent) serve(ctx context.Context, ws *websocket.Conn) (stop bool, err e
 	case <-ctx.Done():
 		// Close first, then kill: the master sees a lost worker and ends
 		// the build RETRY, so it runs again elsewhere. Reporting the killed
-		// commands as complete would have failed the build instead.
+		// commands as complete would have failed the build instead. The
+		// close frame tells a master with the resume extension not to wait
+		// for this worker to come back.
 		s.conn.Close(errors.New("worker stopping"))
 		<-served
-		s.abort()
+		s.set.Load().abort(errors.New("worker stopping"))
 		return true, errors.New("worker stopping")
 	}
 }
 
-// stop refuses new commands, interrupts the running ones and waits up to
-// StopTimeout for them to report, then cancels the rest and waits for them.
-// The connection stays open meanwhile, so that the interrupted commands'
-// last updates and completions reach the master.
-func (s *session) stop(why string) {
-	s.mu.Lock()
-	s.stopping = true
-	running := make([]command.Command, 0, len(s.cmds))
-	for _, c := range s.cmds {
-		running = append(running, c)
-	}
-	s.mu.Unlock()
-	if len(running) > 0 {
-		s.log.Info("interrupting running commands", "count", len(running), "why", why)
-	}
-	for _, c := range running {
-		c.Interrupt(why)
-	}
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	t := time.NewTimer(s.a.StopTimeout)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-s.conn.Done():
-	case <-t.C:
-		s.log.Warn("commands outlived the stop timeout; cancelling them", "timeout", s.a.StopTimeout)
-	}
-	s.cancel()
-	<-done
-}
-
-// abort ends the commands of a lost connection: cancelling their context
-// kills their processes, and their sends fail at once.
-func (s *session) abort() {
-	s.mu.Lock()
-	s.stopping = true
-	n := len(s.cmds)
-	s.mu.Unlock()
-	if n > 0 {
-		s.log.Warn("connection lost: cancelling running commands", "count", n)
-	}
-	s.cancel()
-	s.wg.Wait()
+// hangUp closes the connection on the worker's own initiative; its
+// commands are not kept for a reconnect.
+func (s *session) hangUp(reason error) {
+	s.hungUp.Store(true)
+	s.conn.Close(reason)
 }
 
 // HandleRequest implements proto.Handler for the master's requests. It runs
@@ -174,12 +137,17 @@ func (s *session) HandleRequest(op string, msg proto.Message) (any, error) {
 			return nil, err
 		}
 		s.settingsApplied(msg)
+		s.resumeSettings(msg)
 		return nil, nil
 	case proto.OpStartCommand:
 		return nil, s.startCommand(args)
 	case proto.OpInterruptCommand:
 		s.interruptCommand(args)
 		return nil, nil
+	case proto.OpResume:
+		if s.resumeExt.Load() {
+			return s.resume(msg)
+		}
 	case proto.OpShutdown:
 		s.shutdownOnce.Do(func() { close(s.shutdown) })
 		return nil, nil
@@ -277,95 +245,8 @@ func (s *session) startCommand(args proto.Args) error {
 	if cargs == nil {
 		cargs = map[string]any{}
 	}
-	log := s.log.With("command_id", key, "command", name)
 	builder, _ := args.String("builder_name", "")
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopping {
-		return exception("worker is shutting down")
-	}
-	if _, dup := s.cmds[key]; dup {
-		return exception(fmt.Sprintf("duplicate command_id %s", key))
-	}
-	env := command.Env{
-		Basedir:  s.a.basedir,
-		Environ:  s.a.environ,
-		Settings: s.a.currentSettings(),
-		Logger:   log,
-		Ledger:   s.a.ledger,
-	}
-	var ledger *cmdLedger
-	if d := s.a.donor; d != nil {
-		ledger = &cmdLedger{inner: s.a.ledger, d: d}
-		env.Ledger = ledger
-		env.ProcAttr = d.lim.ProcAttr()
-	}
-	cmd, err := command.New(name, proto.Args(cargs), env)
-	if err != nil {
-		log.Warn("cannot start command", "err", err)
-		return err
-	}
-	var dc *dcmd
-	ctx := s.ctx
-	if d := s.a.donor; d != nil {
-		var cancel context.CancelCauseFunc
-		ctx, cancel = context.WithCancelCause(s.ctx)
-		dc = d.admit(builder, args[proto.KeyBuild], s, cmd, cancel)
-		ledger.c = dc
-		s.dcmds[key] = dc
-	}
-	s.cmds[key] = cmd
-	s.wg.Add(1)
-	go s.run(ctx, key, id, cmd, dc, log)
-	return nil
-}
-
-// run runs one command and reports its completion. On a donated desktop
-// (dc set) it first waits until the command's build may run, and reports
-// a build handed back with starforge_abandon instead of complete.
-func (s *session) run(ctx context.Context, key string, id any, cmd command.Command, dc *dcmd, log *slog.Logger) {
-	defer s.wg.Done()
-	start := time.Now()
-	abandoned := ""
-	var err error
-	if dc != nil {
-		d := s.a.donor
-		defer d.ended(dc)
-		defer dc.cancel(nil) // its context is a child of the session's
-		if abandoned, err = d.wait(ctx, dc); abandoned == "" && err == nil {
-			log.Info("command started")
-			err = runSafely(ctx, cmd, cmdSender{conn: s.conn, id: id}, log)
-			abandoned = d.abandonedReason(dc)
-		}
-	} else {
-		log.Info("command started")
-		err = runSafely(ctx, cmd, cmdSender{conn: s.conn, id: id}, log)
-	}
-
-	// Out of the table before complete goes out, so that the master may
-	// reuse the id as soon as it knows the command ended.
-	s.mu.Lock()
-	delete(s.cmds, key)
-	delete(s.dcmds, key)
-	s.mu.Unlock()
-
-	var result any // nil: success, as Buildbot's complete args
-	if err != nil {
-		result = err.Error()
-	}
-	if s.ctx.Err() != nil || s.conn.Err() != nil {
-		log.Warn("command ended without a connection to report to", "elapsed", time.Since(start), "err", err)
-		return
-	}
-	if abandoned != "" {
-		s.reportAbandon(id, abandoned, log)
-		return
-	}
-	log.Info("command finished", "elapsed", time.Since(start), "err", err)
-	if _, cerr := s.conn.Call(s.ctx, proto.OpComplete, map[string]any{"command_id": id, "args": result}); cerr != nil {
-		log.Warn("cannot report command completion", "err", cerr)
-	}
+	return s.set.Load().start(s, key, id, name, builder, args[proto.KeyBuild], cargs)
 }
 
 // runSafely runs cmd, turning a panic into the command's failure so that
@@ -388,40 +269,5 @@ func (s *session) interruptCommand(args proto.Args) {
 		return
 	}
 	why, _ := args.String("why", "")
-	s.mu.Lock()
-	cmd := s.cmds[key]
-	if dc := s.dcmds[key]; dc != nil {
-		// A command waiting for its frozen build goes, to be stopped.
-		s.a.donor.interrupt(dc)
-	}
-	if cmd != nil {
-		// The command's own count keeps the group above zero here.
-		s.wg.Add(1)
-	}
-	s.mu.Unlock()
-	if cmd == nil {
-		s.log.Debug("interrupt for a command not running", "command_id", key)
-		return
-	}
-	s.log.Info("interrupting command", "command_id", key, "why", why)
-	// Off the read loop: an Interrupt may flush output to the master, whose
-	// answer this loop must be free to read.
-	go func() {
-		defer s.wg.Done()
-		cmd.Interrupt(why)
-	}()
-}
-
-// cmdSender sends a command's messages, adding its command_id.
-type cmdSender struct {
-	conn *proto.Conn
-	id   any
-}
-
-// Send implements command.Sender.
-func (c cmdSender) Send(ctx context.Context, op string, fields map[string]any) (any, error) {
-	m := make(map[string]any, len(fields)+1)
-	maps.Copy(m, fields)
-	m["command_id"] = c.id
-	return c.conn.Call(ctx, op, m)
+	s.set.Load().interrupt(key, why)
 }

@@ -1,7 +1,7 @@
 package worker
 
 import (
-	"log/slog"
+	"context"
 	"slices"
 
 	"github.com/starforge/starforge/worker/proto"
@@ -66,25 +66,11 @@ func (s *session) notifier() {
 		if last != nil && *last == p {
 			continue
 		}
-		if _, err := s.conn.Call(s.ctx, proto.OpPause, p.Fields()); err != nil {
+		if _, err := s.conn.Call(context.Background(), proto.OpPause, p.Fields()); err != nil {
 			s.log.Warn("cannot tell the master about the pause", "err", err)
 			continue
 		}
 		last = &p
-	}
-}
-
-// reportAbandon tells the master the command's build is handed back. A
-// master without the pause extension learns it from the connection
-// closing instead (abandonLocked closes it).
-func (s *session) reportAbandon(id any, reason string, log *slog.Logger) {
-	if !s.hasPause() {
-		log.Warn("build handed back by closing the connection", "reason", reason)
-		return
-	}
-	log.Info("build handed back to the master", "reason", reason)
-	if _, err := s.conn.Call(s.ctx, proto.OpAbandon, map[string]any{"command_id": id, "reason": reason}); err != nil {
-		log.Warn("cannot hand the build back", "err", err)
 	}
 }
 

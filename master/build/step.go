@@ -232,6 +232,11 @@ func (s *stepRun) remote(ctx context.Context, cmd command) (result.Result, strin
 		return result.Retry, "handed back by a donated worker"
 	case errors.Is(err, registry.ErrWorkerLost):
 		s.logs["stdio"].header(ctx, "worker connection lost: "+err.Error())
+		if stopReason != "" {
+			// Stopped while its worker was away: a stopped build is not
+			// retried.
+			return stopResult, "interrupted: " + stopReason
+		}
 		return result.Retry, "worker lost"
 	case err != nil:
 		s.logs["stdio"].header(ctx, "command failed on the worker: "+err.Error())

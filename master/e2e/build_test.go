@@ -187,7 +187,11 @@ force_scheduler("force", builders=["slow"])
 	waitFile(t, marker, m)
 	_ = w1.cmd.Process.Signal(sig)
 	<-w1.done
-	m.out.wait(t, `build finished.*builder=slow.*result=retry`, 60*time.Second)
+	// SIGTERM closes the connection first: RETRY at once. A SIGKILLed
+	// worker cannot say it is gone, and looks like a network failure: the
+	// master holds its build for the worker's resume grace (40 s) plus 5 s
+	// in case it comes back.
+	m.out.wait(t, `build finished.*builder=slow.*result=retry`, 120*time.Second)
 	if sig == syscall.SIGTERM && alive(t, pidfile) {
 		t.Error("a worker stopped with SIGTERM left its step's process running")
 	}

@@ -78,21 +78,9 @@ func (s *Session) attachedPause(hook func(*Session, bool, string)) {
 	}
 }
 
-// handlePause serves OpPause and OpAbandon.
+// handlePause serves OpPause (OpAbandon is command traffic: see
+// Session.HandleRequest).
 func (s *Session) handlePause(op string, msg proto.Message) (any, error) {
-	if op == proto.OpAbandon {
-		id, reason, err := proto.DecodeAbandon(msg)
-		if err != nil {
-			return nil, err
-		}
-		rc := s.remove(id)
-		if rc == nil {
-			return nil, nil // it had completed or was lost already
-		}
-		s.log.Info("worker handed a build back", "command_id", id, "command", rc.Name, "reason", reason)
-		rc.finish(&AbandonedError{Worker: s.Name, Reason: reason})
-		return nil, nil
-	}
 	m, err := proto.DecodePause(msg)
 	if err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/starforge/starforge/internal/clock"
 	"github.com/starforge/starforge/worker/proto"
 )
 
@@ -36,7 +37,10 @@ type Hooks struct {
 	// run commands.
 	Attached func(*Session)
 	// Detached is called once when an attached session's connection ends,
-	// after every running command has failed with ErrWorkerLost.
+	// after every running command has failed with ErrWorkerLost, or, for a
+	// worker with the resume extension whose connection was lost to the
+	// network, once its commands are held for a reconnect (resume.go). A
+	// reconnect is Attached as a new session.
 	Detached func(s *Session, reason error)
 	// Paused is called when a worker that negotiated the pause extension
 	// (a donated desktop) stops taking builds (paused) or takes them again,
@@ -62,6 +66,12 @@ type Options struct {
 	// to workers that announce them (see proto.KeyExtensions); nil means
 	// all it implements, an empty non-nil slice none.
 	Extensions []string
+	// ResumeMargin is how much longer than a worker's resume grace the
+	// master holds its session after the connection was lost; zero means
+	// DefaultResumeMargin.
+	ResumeMargin time.Duration
+	// Clock times the resume holds; nil means the real clock.
+	Clock clock.Clock
 }
 
 // Registry is an http.Handler for the worker port and the set of connected
@@ -73,6 +83,7 @@ type Registry struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
+	away     map[string]*Session // held for a reconnect (resume.go)
 	closed   bool
 	// active counts running ServeHTTP calls, so Close can wait for every
 	// Detached hook, including those of workers that left on their own
@@ -98,13 +109,20 @@ func New(opts Options) *Registry {
 		}
 	}
 	if opts.Extensions == nil {
-		opts.Extensions = []string{proto.ExtPause}
+		opts.Extensions = []string{proto.ExtPause, proto.ExtResume}
+	}
+	if opts.ResumeMargin <= 0 {
+		opts.ResumeMargin = DefaultResumeMargin
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real
 	}
 	opts.Conn.Logger = opts.Logger
 	return &Registry{
 		opts:     opts,
 		log:      opts.Logger,
 		sessions: make(map[string]*Session),
+		away:     make(map[string]*Session),
 		upgrader: websocket.Upgrader{
 			// Small per-connection buffers: large frames bypass the read
 			// buffer, and pooled write buffers leave idle connections
@@ -150,6 +168,7 @@ func (r *Registry) Close() {
 	for _, s := range sessions {
 		s.conn.Close(errors.New("master shutting down"))
 	}
+	r.giveUpAway(errors.New("master shutting down"))
 	r.active.Wait()
 }
 
@@ -214,11 +233,14 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if err := r.handshake(s); err != nil {
 		r.log.Warn("worker handshake failed", "worker", name, "err", err)
 		s.conn.Close(fmt.Errorf("handshake: %w", err))
+		s.neverAttached(err)
 		attached <- false
 		return
 	}
 	if !r.attach(s) {
-		s.conn.Close(errors.New("duplicate connection or master shutting down"))
+		err := errors.New("duplicate connection or master shutting down")
+		s.conn.Close(err)
+		s.neverAttached(err)
 		attached <- false
 		return
 	}
@@ -250,8 +272,20 @@ func (r *Registry) handshake(s *Session) error {
 		settings = maps.Clone(settings)
 		settings[proto.KeyExtensions] = proto.ExtensionList(s.exts)
 	}
+	if s.HasExtension(proto.ExtResume) {
+		s.mu.Lock()
+		s.resume.hold = r.holdFor(info)
+		s.mu.Unlock()
+	}
 	if _, err := s.conn.Call(ctx, proto.OpSetWorkerSettings, map[string]any{"args": settings}); err != nil {
 		return fmt.Errorf("set_worker_settings: %w", err)
+	}
+	if s.HasExtension(proto.ExtResume) {
+		if err := r.resumeSession(ctx, s); err != nil {
+			return err
+		}
+	} else if old := r.takeAway(s.Name); old != nil {
+		old.endHold(nil, errors.New("the worker reconnected without the resume extension"), true)
 	}
 	if _, err := s.conn.Call(ctx, proto.OpPrint, map[string]any{"message": "attached"}); err != nil {
 		return fmt.Errorf("print: %w", err)
@@ -278,7 +312,7 @@ func (r *Registry) checkDuplicate(ctx context.Context, name string) string {
 	if _, err := old.conn.Call(ctx, proto.OpPrint, map[string]any{"message": "master got a duplicate connection"}); err == nil {
 		return fmt.Sprintf("worker %q is already connected from %s", name, old.Remote)
 	}
-	old.conn.Close(errors.New("replaced by a new connection after failing to answer"))
+	old.conn.Close(errReplaced)
 	<-old.detached
 	return ""
 }
@@ -298,9 +332,29 @@ func (r *Registry) detach(s *Session, reason error) {
 	if r.sessions[s.Name] == s {
 		delete(r.sessions, s.Name)
 	}
+	held := !r.closed && s.holdable(reason)
+	var older *Session
+	var hold time.Duration
+	n := 0
+	if held {
+		// There is no older one: a reconnect with the extension took it up
+		// during its handshake. Defensive all the same.
+		if o := r.away[s.Name]; o != s {
+			older = o
+		}
+		r.away[s.Name] = s
+		hold, n = s.holdLocked(r.opts.Clock, func() { r.expire(s) })
+	}
 	r.mu.Unlock()
-	s.failAll(reason)
-	r.log.Info("worker detached", "worker", s.Name, "reason", reason)
+	if older != nil {
+		older.endHold(nil, errors.New("superseded by a newer held session"), true)
+	}
+	if held {
+		r.log.Warn("worker connection lost: holding its commands for a reconnect", "worker", s.Name, "commands", n, "hold", hold, "reason", reason)
+	} else {
+		s.failAll(reason)
+		r.log.Info("worker detached", "worker", s.Name, "reason", reason)
+	}
 	if h := r.opts.Hooks.Detached; h != nil {
 		h(s, reason)
 	}

@@ -39,6 +39,7 @@ type Session struct {
 	exts     []string       // the agreed extensions; set during the handshake, read-only after
 	detached chan struct{}
 	pause    pauseState
+	resume   resumeState // guarded by mu
 
 	mu       sync.Mutex
 	nextID   int64
@@ -98,25 +99,61 @@ func (s *Session) Join(elem ...string) string {
 	return out
 }
 
-// Done is closed when the session's connection has ended.
+// Done is closed when the session's connection has ended. With the resume
+// extension the session may be taken up by the next connection of its
+// worker: Start and Ping follow it there.
 func (s *Session) Done() <-chan struct{} { return s.conn.Done() }
 
-// Disconnect closes the connection for reason.
-func (s *Session) Disconnect(reason error) { s.conn.Close(reason) }
+// Disconnect closes the connection for reason. The worker's commands are
+// not held for a reconnect.
+func (s *Session) Disconnect(reason error) {
+	s.mu.Lock()
+	s.resume.noHold = true
+	s.mu.Unlock()
+	s.conn.Close(reason)
+}
 
 // Ping sends a print request and waits for the answer, as Buildbot does
 // before a build, so a dead connection is found before work is given to it.
+// While the worker is away (resume extension) it waits for it to come back.
 func (s *Session) Ping(ctx context.Context) error {
-	_, err := s.conn.Call(ctx, proto.OpPrint, map[string]any{"message": "ping"})
-	return err
+	for {
+		cur, err := s.live(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = cur.conn.Call(ctx, proto.OpPrint, map[string]any{"message": "ping"})
+		if err == nil || !cur.resumable() || cur.conn.Err() == nil {
+			return err
+		}
+		if err := cur.awaitSettled(ctx); err != nil {
+			return err
+		}
+		s = cur
+	}
 }
 
 // RemoteCommand is a command started on the worker.
 type RemoteCommand struct {
 	ID      string
 	Name    string
-	session *Session
 	handler CommandHandler
+
+	mu sync.Mutex
+	// session carries the command's traffic; it changes when a reconnect
+	// takes the command up (resume extension).
+	session *Session
+	// pending is an interrupt asked for while the command was being taken
+	// up by a reconnect; it is sent once it was.
+	pending string
+
+	// seqMu serialises the handling of numbered messages (resume
+	// extension); seq is the number of the last one handled, and last its
+	// answer, given again when the worker repeats it after a reconnect.
+	seqMu   sync.Mutex
+	seq     int64
+	lastRes any
+	lastErr error
 
 	done    chan struct{}
 	once    sync.Once
@@ -126,7 +163,38 @@ type RemoteCommand struct {
 // Start sends start_command and returns once the worker accepted it. The
 // command's traffic goes to h from then on (possibly before Start returns:
 // a fast command may complete before its start_command is answered).
+// While the worker is away (resume extension) Start waits for it to come
+// back; if the connection drops before the worker answered, Start learns
+// from the reconnect whether the worker has the command, and starts it
+// again on the new connection if it has not.
 func (s *Session) Start(ctx context.Context, builder, name string, args map[string]any, h CommandHandler) (*RemoteCommand, error) {
+	for {
+		cur, err := s.live(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("start %s on %s: %w", name, s.Name, err)
+		}
+		rc, err := cur.start(ctx, builder, name, args, h)
+		if !errors.Is(err, errDropped) {
+			return rc, err
+		}
+		if err := cur.awaitSettled(ctx); err != nil {
+			return nil, fmt.Errorf("start %s on %s: %w", name, s.Name, err)
+		}
+		if rc.owner() != cur {
+			return rc, nil // the worker reported it after reconnecting
+		}
+		if werr := rc.Wait(ctx); !errors.Is(werr, errNotReported) {
+			return nil, fmt.Errorf("start %s on %s: %w", name, s.Name, werr)
+		}
+		s = cur // the worker never got it: start it on the next connection
+	}
+}
+
+// errDropped: start_command's connection dropped before its answer, and
+// the session may be taken up by a reconnect.
+var errDropped = errors.New("connection dropped before the worker answered")
+
+func (s *Session) start(ctx context.Context, builder, name string, args map[string]any, h CommandHandler) (*RemoteCommand, error) {
 	s.mu.Lock()
 	if s.lost != nil {
 		err := s.lost
@@ -153,8 +221,13 @@ func (s *Session) Start(ctx context.Context, builder, name string, args map[stri
 	s.addBuild(ctx, msg)
 	_, err := s.conn.Call(ctx, proto.OpStartCommand, msg)
 	if err != nil {
-		s.remove(rc.ID)
 		var re *proto.RemoteError
+		if !errors.As(err, &re) && s.resumable() && s.conn.Err() != nil {
+			// Held with the session's other commands: the reconnect says
+			// whether the worker has it.
+			return rc, errDropped
+		}
+		s.remove(rc.ID)
 		if errors.As(err, &re) {
 			return nil, fmt.Errorf("worker %s refused %s: %s", s.Name, name, re.Msg)
 		}
@@ -182,13 +255,51 @@ func (c *RemoteCommand) Wait(ctx context.Context) error {
 func (c *RemoteCommand) Done() <-chan struct{} { return c.done }
 
 // Interrupt sends interrupt_command. The command still completes normally
-// afterwards (usually with rc -1).
+// afterwards (usually with rc -1). While the worker is away (resume
+// extension) the command ends at once, failing with an error that says so,
+// and the worker, which no longer finds it listed, kills it when it
+// reconnects (or when its grace passes).
 func (c *RemoteCommand) Interrupt(ctx context.Context, why string) error {
-	_, err := c.session.conn.Call(ctx, proto.OpInterruptCommand, map[string]any{
-		"command_id": c.ID,
-		"why":        why,
-	})
+	var err error
+	for range 3 {
+		s := c.owner()
+		done, moved := s.interruptHeld(c, why)
+		if done {
+			return nil
+		}
+		if moved {
+			continue
+		}
+		_, err = s.conn.Call(ctx, proto.OpInterruptCommand, map[string]any{
+			"command_id": c.ID,
+			"why":        why,
+		})
+		if err == nil || !s.resumable() || s.conn.Err() == nil {
+			return err
+		}
+		// The connection dropped: once the registry decided about the
+		// session, the command is held, moved or failed.
+		select {
+		case <-s.detached:
+		case <-ctx.Done():
+			return err
+		}
+	}
 	return err
+}
+
+// owner returns the session carrying c's traffic.
+func (c *RemoteCommand) owner() *Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+// received returns how many numbered messages of c were handled.
+func (c *RemoteCommand) received() int64 {
+	c.seqMu.Lock()
+	defer c.seqMu.Unlock()
+	return c.seq
 }
 
 func (c *RemoteCommand) finish(failure error) {
@@ -226,6 +337,13 @@ func (s *Session) failAll(reason error) {
 	}
 }
 
+// neverAttached ends a session whose handshake or attach failed: commands
+// it took up from a held session fail, and waiters see it detached.
+func (s *Session) neverAttached(reason error) {
+	s.failAll(reason)
+	close(s.detached)
+}
+
 // HandleRequest implements proto.Handler for the worker→master ops.
 func (s *Session) HandleRequest(op string, msg proto.Message) (any, error) {
 	switch op {
@@ -233,24 +351,70 @@ func (s *Session) HandleRequest(op string, msg proto.Message) (any, error) {
 		proto.OpUploadFileWrite, proto.OpUploadFileClose, proto.OpUploadFileUtime,
 		proto.OpUploadDirectoryWrite, proto.OpUploadDirectoryUnpack,
 		proto.OpReadFile, proto.OpReadFileClose:
-	case proto.OpPause, proto.OpAbandon:
+	case proto.OpPause:
 		if s.HasExtension(proto.ExtPause) {
 			return s.handlePause(op, msg)
 		}
-		//lint:ignore ST1005 Buildbot's exact wording, which peers may match
-		return nil, fmt.Errorf("Command %s does not exist.", op)
+		return nil, noSuchOp(op)
+	case proto.OpAbandon:
+		if !s.HasExtension(proto.ExtPause) {
+			return nil, noSuchOp(op)
+		}
 	default:
-		//lint:ignore ST1005 Buildbot's exact wording, which peers may match
-		return nil, fmt.Errorf("Command %s does not exist.", op)
+		return nil, noSuchOp(op)
 	}
-	id, err := proto.Args(msg).String("command_id", "")
-	if err != nil || id == "" {
+	var id, reason string
+	var err error
+	if op == proto.OpAbandon {
+		id, reason, err = proto.DecodeAbandon(msg)
+		if err != nil {
+			return nil, err
+		}
+	} else if id, err = proto.Args(msg).String("command_id", ""); err != nil || id == "" {
 		return nil, fmt.Errorf("%s: missing command_id", op)
 	}
-	if op == proto.OpComplete {
-		rc := s.remove(id)
-		if rc == nil {
-			return nil, nil // a late complete after a lost command; nothing waits for it
+	rc := s.lookup(id)
+	if rc == nil {
+		if op == proto.OpComplete || op == proto.OpAbandon {
+			return nil, nil // a late end after a lost command; nothing waits for it
+		}
+		s.log.Warn("traffic for unknown command", "op", op, "command_id", id)
+		return nil, fmt.Errorf("unknown command_id %q", id)
+	}
+	seq, numbered, err := s.seqNumber(msg)
+	if err != nil {
+		return nil, err
+	}
+	if !numbered {
+		return s.commandOp(rc, op, msg, reason)
+	}
+	rc.seqMu.Lock()
+	defer rc.seqMu.Unlock()
+	switch {
+	case seq <= rc.seq:
+		// Sent again after a reconnect: the first copy was handled.
+		s.log.Debug("repeated message of a resumed command", "op", op, "command_id", id, "seq", seq)
+		if seq == rc.seq {
+			return rc.lastRes, rc.lastErr
+		}
+		return nil, nil
+	case seq > rc.seq+1:
+		err := fmt.Errorf("%w: messages %d to %d of command %s never arrived", ErrWorkerLost, rc.seq+1, seq-1, id)
+		s.remove(id)
+		rc.finish(err)
+		return nil, err
+	}
+	res, err := s.commandOp(rc, op, msg, reason)
+	rc.seq, rc.lastRes, rc.lastErr = seq, res, err
+	return res, err
+}
+
+// commandOp handles one message about rc.
+func (s *Session) commandOp(rc *RemoteCommand, op string, msg proto.Message, reason string) (any, error) {
+	switch op {
+	case proto.OpComplete:
+		if s.remove(rc.ID) == nil {
+			return nil, nil
 		}
 		var failure error
 		if text, ok := msg["args"].(string); ok && text != "" {
@@ -258,11 +422,19 @@ func (s *Session) HandleRequest(op string, msg proto.Message) (any, error) {
 		}
 		rc.finish(failure)
 		return nil, nil
-	}
-	rc := s.lookup(id)
-	if rc == nil {
-		s.log.Warn("traffic for unknown command", "op", op, "command_id", id)
-		return nil, fmt.Errorf("unknown command_id %q", id)
+	case proto.OpAbandon:
+		if s.remove(rc.ID) == nil {
+			return nil, nil
+		}
+		s.log.Info("worker handed a build back", "command_id", rc.ID, "command", rc.Name, "reason", reason)
+		rc.finish(&AbandonedError{Worker: s.Name, Reason: reason})
+		return nil, nil
 	}
 	return rc.handler.HandleCommand(op, msg)
+}
+
+// noSuchOp is Buildbot's answer to an op it does not know.
+func noSuchOp(op string) error {
+	//lint:ignore ST1005 Buildbot's exact wording, which peers may match
+	return fmt.Errorf("Command %s does not exist.", op)
 }

@@ -70,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		logLevel     = fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 		donating     = fs.Bool("donate", false, "donate this desktop: build only while its owner is away (see --donate --help)")
 		donateConf   = fs.String("donate-config", "", "read donation settings from `FILE` (default BASEDIR/donate.conf if present)")
+		resumeGrace  = fs.Duration("resume-grace", worker.DefaultResumeGrace, "keep running commands for `DURATION` after the connection to the master is lost, for a reconnect to take them up (0: cancel them at once)")
 	)
 	dc := donate.DefaultConfig()
 	dc.Flags(fs)
@@ -157,6 +158,12 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		donation = newDonation(dc, getenv, log)
 	}
 
+	if *resumeGrace < 0 {
+		return usageError("--resume-grace %v: must not be negative", *resumeGrace)
+	}
+	if *resumeGrace == 0 {
+		*resumeGrace = -1 // the Agent's zero means the default
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a := &worker.Agent{
@@ -166,6 +173,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		Basedir:  dir,
 		Logger:   log,
 		Donation: donation,
+
+		ResumeGrace: *resumeGrace,
 	}
 	log.Info("starforge-worker starting", "version", worker.Version, "master", *master, "name", *name, "basedir", dir)
 	if err := a.Run(ctx); err != nil {
