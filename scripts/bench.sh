@@ -15,6 +15,7 @@ go=${GO:-go}
 	$go test -run '^$' -bench 'IdleWorkers$' -benchtime 1x ./master/bench/
 	$go test -run '^$' -bench 'Load1000Builders200Workers' -benchtime 20x ./config/
 	$go test -run '^$' -bench 'APIBuilds$|HomePage' -benchtime 200x ./webui/
+	$go test -run '^$' -bench 'BuildersPage$|ConsolePage$|StatsPage$|LogFirstScreen|LogLineDelay' -benchtime 50x ./webui/
 } | tee "$out" >/dev/null
 
 # metric NAME UNIT: the value of UNIT on the line of benchmark NAME.
@@ -42,6 +43,11 @@ row "  master CPU while idle" "$(metric IdleWorkers idle-CPU-%) %" "<= 5 %"
 row "master.star, 1,000 builders and 200 workers: load + validate" "$(ms Load1000Builders200Workers) ms" "<= 200 ms"
 row "API list over 100,000 builds (server time)" "$(ms APIBuilds) ms" "<= 50 ms"
 row "home page over 100,000 builds (server time)" "$(ms HomePage) ms" "<= 50 ms"
+row "builders page over 100,000 builds (server time)" "$(ms BuildersPage) ms" "<= 50 ms"
+row "console page over 100,000 builds (server time)" "$(ms ConsolePage) ms" "<= 50 ms"
+row "stats page over 100,000 builds, uncached (server time)" "$(ms StatsPage) ms" "<= 50 ms"
+row "first screen of a 1,000,000-line log (server time)" "$(metric LogFirstScreen/head ms/op) ms" "<= 100 ms"
+row "log line stored -> websocket client, p50" "$(metric LogLineDelay p50-ms) ms" "<= 250 ms (to the browser)"
 row "idle starforge-worker RSS" "$(metric IdleWorkerRSS RSS-MB) MB" "<= 20 MB"
 echo
 echo "raw output: $out"
