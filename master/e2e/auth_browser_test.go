@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,63 +10,6 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 )
-
-// clickAnswering clicks selector, which opens a JavaScript dialog
-// (prompt or confirm), and answers it as a user does: accept with text
-// typed in, or dismiss. The mouse release runs while the dialog is open,
-// so it is sent on another goroutine.
-func (b *browser) clickAnswering(t *testing.T, selector string, accept bool, text string) {
-	t.Helper()
-	var pt struct{ X, Y float64 }
-	b.eval(t, fmt.Sprintf(`(() => {
-  const e = document.querySelector(%s);
-  if (!e) throw new Error('nothing matches ' + %[1]s);
-  e.scrollIntoView({ block: 'center' });
-  const r = e.getBoundingClientRect();
-  return { X: r.left + r.width / 2, Y: r.top + r.height / 2 };
-})()`, jsString(selector)), &pt)
-	b.drainEvents()
-	mouse := func(typ string) map[string]any {
-		return map[string]any{"type": typ, "x": pt.X, "y": pt.Y, "button": "left", "clickCount": 1}
-	}
-	b.call(t, b.session, "Input.dispatchMouseEvent", mouse("mouseMoved"), nil)
-	b.call(t, b.session, "Input.dispatchMouseEvent", mouse("mousePressed"), nil)
-	released := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), cdpTimeout)
-		defer cancel()
-		released <- b.callCtx(ctx, b.session, "Input.dispatchMouseEvent", mouse("mouseReleased"), nil)
-	}()
-	deadline := time.After(30 * time.Second)
-	for opened := false; !opened; {
-		select {
-		case ev := <-b.events:
-			if ev.Method == "Page.javascriptDialogOpening" {
-				var d struct {
-					Type    string `json:"type"`
-					Message string `json:"message"`
-				}
-				_ = json.Unmarshal(ev.Params, &d)
-				t.Logf("dialog (%s): %s", d.Type, d.Message)
-				opened = true
-			}
-		case <-deadline:
-			t.Fatalf("clicking %s opened no dialog", selector)
-		}
-	}
-	b.call(t, b.session, "Page.handleJavaScriptDialog", map[string]any{"accept": accept, "promptText": text}, nil)
-	if err := <-released; err != nil {
-		t.Fatalf("click %s: %v", selector, err)
-	}
-}
-
-// typeInto replaces the value of the input matching selector with text,
-// typed as a user does.
-func (b *browser) typeInto(t *testing.T, selector, text string) {
-	t.Helper()
-	b.eval(t, fmt.Sprintf(`(() => { const e = document.querySelector(%s); e.value = ''; e.focus(); return true; })()`, jsString(selector)), nil)
-	b.call(t, b.session, "Input.insertText", map[string]any{"text": text}, nil)
-}
 
 // TestBrowserLogin drives logins in headless Chromium on a master with
 // web_auth = "users": a visitor sees no force form and no Stop button,

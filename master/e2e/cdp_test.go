@@ -1,101 +1,76 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"os/exec"
+	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
 
 	"github.com/starforge/starforge/internal/testenv"
 )
 
-// A minimal client of the Chrome DevTools Protocol, enough to drive Debian's
-// headless Chromium through the web UI: navigate, evaluate JavaScript, click
-// and take screenshots. One websocket to the browser, one page target
-// attached in flat mode (its session id goes with every command).
+// The browser harness: Debian's headless Chromium driven through the
+// Chrome DevTools Protocol with chromedp, one tab per test, with the few
+// things the tests do as a user would: navigate, evaluate JavaScript, wait
+// for the page to show something, click, type, answer dialogs and take
+// screenshots.
 
-// cdpTimeout bounds one protocol command; waits done inside the page
-// (awaitPromise) bound themselves and must be shorter.
+// cdpTimeout bounds one action; waits done inside the page (waitFor) bound
+// themselves and get this much on top.
 const cdpTimeout = 90 * time.Second
 
-// browser is a headless Chromium with one page open.
+// browser is a headless Chromium with one tab open. Its methods are for
+// the test's goroutine.
 type browser struct {
-	conn    *websocket.Conn
-	wmu     sync.Mutex // serialises writes
-	mu      sync.Mutex
-	nextID  int64
-	pending map[int64]chan cdpMessage
-	events  chan cdpMessage // events of the page session
-	readErr error
-	gone    chan struct{} // closed when the reader stops
-	session string
-}
+	ctx context.Context // chromedp's context of the tab
 
-type cdpMessage struct {
-	ID        int64           `json:"id,omitempty"`
-	Method    string          `json:"method,omitempty"`
-	Params    json.RawMessage `json:"params,omitempty"`
-	SessionID string          `json:"sessionId,omitempty"`
-	Result    json.RawMessage `json:"result,omitempty"`
-	Error     *struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-		Data    string `json:"data"`
-	} `json:"error,omitempty"`
+	// Filled from chromedp's reader goroutine: the tab's load events and
+	// the JavaScript dialogs it opened since the last drainEvents.
+	loads   chan struct{}
+	dialogs chan *page.EventJavascriptDialogOpening
 }
 
 // startBrowser starts headless Chromium with a fresh profile, opens a blank
-// page and returns it. The test skips when chromium is not installed (fails
-// in CI). Everything Chromium started is killed when the test ends.
+// tab and returns it. The test skips when chromium is not installed (fails
+// in CI). Chromium and everything it started is gone when the test ends.
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
 	path := testenv.LookPath(t, "chromium", "chromium")
-	profile := t.TempDir()
-	cmd := exec.Command(path,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--window-size=1280,1000", "--user-data-dir="+profile, "--remote-debugging-port=0", "about:blank")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	out := newLines()
-	go out.feed(pr, nil) // not teed: Chromium is chatty about D-Bus
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
+	out := new(lockedBuffer)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		// No UserDataDir: chromedp makes a fresh profile directory for
+		// each browser, and after the browser exits kills helpers still
+		// using it before removing it.
+		chromedp.WindowSize(1280, 1000),
+		// Scroll bars as users see them, in screenshots too.
+		chromedp.Flag("hide-scrollbars", false),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.CombinedOutput(out),
+	)
+	if os.Geteuid() == 0 {
+		// Chromium refuses to run its sandbox as root (as in containers).
+		opts = append(opts, chromedp.NoSandbox)
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		pw.Close()
-		close(exited)
-	}()
-	b := &browser{pending: map[int64]chan cdpMessage{}, events: make(chan cdpMessage, 4096), gone: make(chan struct{})}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() {
-		if b.conn != nil {
-			// Ask politely, then make sure: the wrapper script, the browser
-			// and its helpers all share the process group.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = b.callCtx(ctx, "", "Browser.close", nil, nil)
-			cancel()
-			b.conn.Close()
-		}
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-		}
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
+		cancel()      // stops the browser: this context started it
+		cancelAlloc() // waits until it has exited and its profile is gone
 		if t.Failed() {
 			var keep []string
 			for _, l := range strings.Split(out.String(), "\n") {
@@ -107,119 +82,62 @@ func startBrowser(t *testing.T) *browser {
 		}
 	})
 
-	line := out.wait(t, `DevTools listening on ws://`, 60*time.Second)
-	wsURL := regexp.MustCompile(`ws://\S+`).FindString(line)
-	conn, _, err := websocket.DefaultDialer.Dial(wsURL, nil)
+	// The first action starts the browser and ties it to ctx, which must
+	// have no deadline of its own: a watchdog stops a start that hangs.
+	watchdog := time.AfterFunc(60*time.Second, cancel)
+	err := chromedp.Do(ctx)
+	if !watchdog.Stop() {
+		t.Fatal("chromium did not start within 60s")
+	}
 	if err != nil {
-		t.Fatalf("connect to chromium's DevTools at %s: %v", wsURL, err)
+		t.Fatalf("start chromium: %v", err)
 	}
-	b.conn = conn
-	go b.read()
 
-	var target struct {
-		TargetID string `json:"targetId"`
-	}
-	b.call(t, "", "Target.createTarget", map[string]any{"url": "about:blank"}, &target)
-	var attached struct {
-		SessionID string `json:"sessionId"`
-	}
-	b.call(t, "", "Target.attachToTarget", map[string]any{"targetId": target.TargetID, "flatten": true}, &attached)
-	b.mu.Lock()
-	b.session = attached.SessionID
-	b.mu.Unlock()
-	b.call(t, b.session, "Page.enable", nil, nil)
-	return b
-}
-
-// read dispatches the browser's messages: answers to their callers, events
-// of the page to b.events (dropped if nobody reads them for a while).
-func (b *browser) read() {
-	defer close(b.gone)
-	for {
-		var msg cdpMessage
-		if err := b.conn.ReadJSON(&msg); err != nil {
-			b.mu.Lock()
-			b.readErr = err
-			b.mu.Unlock()
-			return
-		}
-		if msg.ID != 0 {
-			b.mu.Lock()
-			ch := b.pending[msg.ID]
-			delete(b.pending, msg.ID)
-			b.mu.Unlock()
-			if ch != nil {
-				ch <- msg
-			}
-			continue
-		}
-		if msg.SessionID == b.sessionID() {
+	b := &browser{ctx: ctx, loads: make(chan struct{}, 64), dialogs: make(chan *page.EventJavascriptDialogOpening, 64)}
+	// The listener runs on chromedp's reader goroutine, before the reply
+	// to a command that follows the event: it must not block.
+	err = chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *page.EventLoadEventFired:
 			select {
-			case b.events <- msg:
+			case b.loads <- struct{}{}:
+			default:
+			}
+		case *page.EventJavascriptDialogOpening:
+			select {
+			case b.dialogs <- ev:
 			default:
 			}
 		}
+	})
+	if err != nil {
+		t.Fatalf("listen to chromium's events: %v", err)
 	}
+	return b
 }
 
-func (b *browser) sessionID() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.session
-}
-
-// call sends a command (to the page when session is set, else to the
-// browser) and decodes its result into result, failing the test on error.
-func (b *browser) call(t *testing.T, session, method string, params, result any) {
+// do runs chromedp actions in the tab, failing the test (saying what was
+// done) on error or when they take longer than cdpTimeout.
+func (b *browser) do(t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cdpTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, cdpTimeout)
 	defer cancel()
-	if err := b.callCtx(ctx, session, method, params, result); err != nil {
-		t.Fatal(err)
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 
-func (b *browser) callCtx(ctx context.Context, session, method string, params, result any) error {
-	raw, err := json.Marshal(params)
+// call sends one protocol command to the tab and returns its result,
+// failing the test on error.
+func call[P, R any](t *testing.T, b *browser, cmd cdp.Command[P, R], params P) R {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, cdpTimeout)
+	defer cancel()
+	r, err := chromedp.Call(ctx, cmd, params)
 	if err != nil {
-		return err
+		t.Fatalf("DevTools %s: %v", cmd.Method, err)
 	}
-	if params == nil {
-		raw = []byte("{}")
-	}
-	ch := make(chan cdpMessage, 1)
-	b.mu.Lock()
-	b.nextID++
-	id := b.nextID
-	b.pending[id] = ch
-	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		delete(b.pending, id)
-		b.mu.Unlock()
-	}()
-	b.wmu.Lock()
-	err = b.conn.WriteJSON(cdpMessage{ID: id, Method: method, Params: raw, SessionID: session})
-	b.wmu.Unlock()
-	if err != nil {
-		return fmt.Errorf("DevTools %s: %w", method, err)
-	}
-	select {
-	case msg := <-ch:
-		if msg.Error != nil {
-			return fmt.Errorf("DevTools %s: %s %s", method, msg.Error.Message, msg.Error.Data)
-		}
-		if result != nil {
-			return json.Unmarshal(msg.Result, result)
-		}
-		return nil
-	case <-b.gone:
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return fmt.Errorf("DevTools %s: connection lost: %v", method, b.readErr)
-	case <-ctx.Done():
-		return fmt.Errorf("DevTools %s: no answer: %w", method, ctx.Err())
-	}
+	return r
 }
 
 // waitLoad waits for the page's load event (after a navigation that
@@ -228,24 +146,21 @@ func (b *browser) waitLoad(t *testing.T) {
 	t.Helper()
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
-	for {
-		select {
-		case ev := <-b.events:
-			if ev.Method == "Page.loadEventFired" {
-				return
-			}
-		case <-b.gone:
-			t.Fatal("chromium closed the DevTools connection")
-		case <-deadline.C:
-			t.Fatal("the page did not load within 30s")
-		}
+	select {
+	case <-b.loads:
+	case <-b.ctx.Done():
+		t.Fatal("chromium went away")
+	case <-deadline.C:
+		t.Fatal("the page did not load within 30s")
 	}
 }
 
+// drainEvents forgets the load events and dialogs seen so far.
 func (b *browser) drainEvents() {
 	for {
 		select {
-		case <-b.events:
+		case <-b.loads:
+		case <-b.dialogs:
 		default:
 			return
 		}
@@ -255,57 +170,50 @@ func (b *browser) drainEvents() {
 // navigate opens url in the page and waits until it has loaded.
 func (b *browser) navigate(t *testing.T, url string) {
 	t.Helper()
+	b.do(t, "navigate to "+url, chromedp.Navigate(url))
 	b.drainEvents()
-	var r struct {
-		ErrorText string `json:"errorText"`
-	}
-	b.call(t, b.session, "Page.navigate", map[string]any{"url": url}, &r)
-	if r.ErrorText != "" {
-		t.Fatalf("navigate to %s: %s", url, r.ErrorText)
-	}
-	b.waitLoad(t)
 }
 
 // eval evaluates a JavaScript expression in the page, awaiting it if it is
 // a promise, and decodes its (JSON-serialisable) value into out.
 func (b *browser) eval(t *testing.T, expr string, out any) {
 	t.Helper()
-	var r struct {
-		Result struct {
-			Type  string          `json:"type"`
-			Value json.RawMessage `json:"value"`
-		} `json:"result"`
-		ExceptionDetails *struct {
-			Text      string `json:"text"`
-			Exception struct {
-				Description string `json:"description"`
-			} `json:"exception"`
-		} `json:"exceptionDetails"`
-	}
-	b.call(t, b.session, "Runtime.evaluate", map[string]any{
-		"expression": expr, "returnByValue": true, "awaitPromise": true,
-	}, &r)
-	if e := r.ExceptionDetails; e != nil {
-		msg := e.Exception.Description
-		if msg == "" {
-			msg = e.Text
-		}
-		t.Fatalf("in the page: %s", msg)
+	ctx, cancel := context.WithTimeout(b.ctx, cdpTimeout)
+	defer cancel()
+	r, err := chromedp.Run(ctx, chromedp.Evaluate[*runtime.RemoteObject](expr, chromedp.EvalAsValue, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("in the page: %s", pageError(err))
 	}
 	if out != nil {
-		if len(r.Result.Value) == 0 {
-			t.Fatalf("in the page: %s returned %s, not a value", expr, r.Result.Type)
+		if len(r.Value) == 0 {
+			t.Fatalf("in the page: %s returned %s, not a value", expr, r.Type)
 		}
-		if err := json.Unmarshal(r.Result.Value, out); err != nil {
-			t.Fatalf("in the page: decode %s: %v", r.Result.Value, err)
+		if err := json.Unmarshal(r.Value, out); err != nil {
+			t.Fatalf("in the page: decode %s: %v", r.Value, err)
 		}
 	}
 }
 
+// pageError describes err, the error of running JavaScript in the page,
+// by the exception's description (message and stack) when there is one.
+func pageError(err error) string {
+	var ex *chromedp.ExceptionError
+	if errors.As(err, &ex) && ex.Exception != nil && ex.Exception.Description != "" {
+		return ex.Exception.Description
+	}
+	return err.Error()
+}
+
 // waitFor evaluates the JavaScript function fn (an expression such as
 // "() => document.title") whenever the page's DOM changes, until it returns
-// a truthy value, which is decoded into out. It fails the test, showing
-// what the page says, if that takes longer than timeout.
+// a truthy value, which is decoded into out. An exception thrown by fn
+// counts as false (the page may not have built what fn reads yet). It fails
+// the test, showing what the page says, if that takes longer than timeout.
+//
+// The wait runs in the page, as one awaited evaluation, and not as
+// chromedp.Poll: Poll evaluates in the execution context chromedp last saw
+// for the page, which lags behind a navigation that has just finished
+// ("Cannot find context with specified id").
 func (b *browser) waitFor(t *testing.T, what, fn string, timeout time.Duration, out any) {
 	t.Helper()
 	b.eval(t, fmt.Sprintf(`new Promise((resolve, reject) => {
@@ -332,7 +240,20 @@ func (b *browser) waitFor(t *testing.T, what, fn string, timeout time.Duration, 
 
 // click clicks the middle of the first element matching the CSS selector
 // with the mouse, as a user does.
+//
+// The element is found and scrolled into sight in the page, and the mouse
+// sent to where it is, rather than with chromedp.Click: that holds on to
+// the DOM node it found, and fails ("Could not find node with given id")
+// when the page redraws it meanwhile, as the log viewer does on scrolling.
 func (b *browser) click(t *testing.T, selector string) {
+	t.Helper()
+	x, y := b.centre(t, selector)
+	b.do(t, "click "+selector, chromedp.MouseEvent(chromedp.MouseMoved, x, y), chromedp.MouseClickXY(x, y))
+}
+
+// centre scrolls the first element matching selector into the middle of
+// the window and returns the point in its middle.
+func (b *browser) centre(t *testing.T, selector string) (x, y float64) {
 	t.Helper()
 	var pt struct{ X, Y float64 }
 	b.eval(t, fmt.Sprintf(`(() => {
@@ -342,25 +263,73 @@ func (b *browser) click(t *testing.T, selector string) {
   const r = e.getBoundingClientRect();
   return { X: r.left + r.width / 2, Y: r.top + r.height / 2 };
 })()`, jsString(selector)), &pt)
-	for _, typ := range []string{"mouseMoved", "mousePressed", "mouseReleased"} {
-		b.call(t, b.session, "Input.dispatchMouseEvent", map[string]any{
-			"type": typ, "x": pt.X, "y": pt.Y, "button": "left", "clickCount": 1,
-		}, nil)
+	return pt.X, pt.Y
+}
+
+// clickAnswering clicks selector, which opens a JavaScript dialog
+// (prompt or confirm), and answers it as a user does: accept with text
+// typed in, or dismiss. The click's mouse release returns only once the
+// dialog is closed, so the click runs on another goroutine.
+func (b *browser) clickAnswering(t *testing.T, selector string, accept bool, text string) {
+	t.Helper()
+	x, y := b.centre(t, selector)
+	b.drainEvents()
+	b.do(t, "move the mouse to "+selector, chromedp.MouseEvent(chromedp.MouseMoved, x, y))
+	clicked := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(b.ctx, cdpTimeout)
+		defer cancel()
+		clicked <- chromedp.Do(ctx, chromedp.MouseClickXY(x, y))
+	}()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for opened := false; !opened; {
+		select {
+		case d := <-b.dialogs:
+			t.Logf("dialog (%s): %s", d.Type, d.Message)
+			opened = true
+		case err := <-clicked:
+			if err != nil {
+				t.Fatalf("click %s: %v", selector, err)
+			}
+			clicked = nil // the page may open the dialog later
+		case <-deadline.C:
+			t.Fatalf("clicking %s opened no dialog", selector)
+		}
+	}
+	call(t, b, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: accept, PromptText: text})
+	if clicked != nil {
+		if err := <-clicked; err != nil {
+			t.Fatalf("click %s: %v", selector, err)
+		}
 	}
 }
 
-// screenshot saves a PNG of the page to each of dirs (skipping empty ones)
-// and returns the first path.
+// typeInto replaces the value of the input matching selector with text,
+// typed key by key as a user does.
+func (b *browser) typeInto(t *testing.T, selector, text string) {
+	t.Helper()
+	b.eval(t, fmt.Sprintf(`(() => { const e = document.querySelector(%s); e.value = ''; e.focus(); return true; })()`, jsString(selector)), nil)
+	b.do(t, "type into "+selector, chromedp.KeyEvent(text))
+}
+
+// screenshot saves a PNG of the whole page to each of dirs (skipping empty
+// ones) and returns the first path.
 func (b *browser) screenshot(t *testing.T, name string, dirs ...string) string {
 	t.Helper()
-	var r struct {
-		Data string `json:"data"`
-	}
-	b.call(t, b.session, "Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true}, &r)
-	png, err := base64.StdEncoding.DecodeString(r.Data)
+	ctx, cancel := context.WithTimeout(b.ctx, cdpTimeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("screenshot: %v", err)
 	}
+	return saveScreenshot(t, png, name, dirs...)
+}
+
+// saveScreenshot writes png to name in each of dirs (skipping empty ones)
+// and returns the first path.
+func saveScreenshot(t *testing.T, png []byte, name string, dirs ...string) string {
+	t.Helper()
 	first := ""
 	for _, d := range dirs {
 		if d == "" {
@@ -382,4 +351,22 @@ func (b *browser) screenshot(t *testing.T, name string, dirs ...string) string {
 func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// lockedBuffer is a bytes.Buffer for one writer and other readers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

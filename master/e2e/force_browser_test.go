@@ -60,16 +60,11 @@ force_scheduler("force", builders=["params"], params=[
 		t.Errorf("the form shows %+v; want an empty required ticket, target check, jobs 2, branch main and the owner field", shown)
 	}
 
-	typeInto := func(selector, text string) {
-		t.Helper()
-		br.eval(t, fmt.Sprintf(`(() => { const e = document.querySelector(%s); e.value = ''; e.focus(); return true; })()`, jsString(selector)), nil)
-		br.call(t, br.session, "Input.insertText", map[string]any{"text": text}, nil)
-	}
 	const ticket = `form.force [data-key="ticket"]`
 	const submit = `form.force button[type=submit]`
 
 	// A ticket the pattern rejects: the browser keeps the form.
-	typeInto(ticket, "rel-42")
+	br.typeInto(t, ticket, "rel-42")
 	br.click(t, submit)
 	var invalid bool
 	br.eval(t, `document.querySelector('form.force [data-key="ticket"]').validity.patternMismatch`, &invalid)
@@ -79,15 +74,15 @@ force_scheduler("force", builders=["params"], params=[
 
 	// A good ticket, another target, and a free property whose name the
 	// master refuses: the page shows why.
-	typeInto(ticket, "REL-42")
+	br.typeInto(t, ticket, "REL-42")
 	br.eval(t, `(() => {
   const s = document.querySelector('form.force [data-key="target"]');
   s.value = 'dist';
   s.dispatchEvent(new Event('change', { bubbles: true }));
   return true;
 })()`, nil)
-	typeInto(`form.force .prop [name=pname]`, "a b")
-	typeInto(`form.force .prop [name=pvalue]`, "blue")
+	br.typeInto(t, `form.force .prop [name=pname]`, "a b")
+	br.typeInto(t, `form.force .prop [name=pvalue]`, "blue")
 	br.click(t, submit)
 	var refusal string
 	br.waitFor(t, "the master's refusal", `() => {
@@ -102,7 +97,7 @@ force_scheduler("force", builders=["params"], params=[
 	t.Logf("screenshot of the filled force form: %s", shot)
 
 	// Fixed: the build is forced, and the page moves on.
-	typeInto(`form.force .prop [name=pname]`, "color")
+	br.typeInto(t, `form.force .prop [name=pname]`, "color")
 	br.drainEvents()
 	br.click(t, submit)
 	br.waitLoad(t)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
 
 	"github.com/starforge/starforge/internal/testenv"
 )
@@ -86,9 +88,7 @@ func TestWebUIScreenshots(t *testing.T) {
 	}
 
 	// A window the size of a laptop's; pages taller than it are cut.
-	br.call(t, br.session, "Emulation.setDeviceMetricsOverride", map[string]any{
-		"width": 1280, "height": 860, "deviceScaleFactor": 1, "mobile": false,
-	}, nil)
+	br.do(t, "set the window's size", chromedp.EmulateViewport(1280, 860))
 	dirs := []string{t.TempDir(), os.Getenv("STARFORGE_SCREENSHOT_DIR")}
 	if os.Getenv("STARFORGE_UPDATE_SCREENSHOTS") == "1" {
 		dirs = append(dirs, filepath.Join("..", "..", "docs", "img"))
@@ -223,30 +223,10 @@ func screenshotTop(t *testing.T, b *browser, name string, maxHeight int, dirs ..
 	t.Helper()
 	var size struct{ W, H float64 }
 	b.eval(t, `({ W: document.documentElement.clientWidth, H: Math.ceil(document.querySelector('main').getBoundingClientRect().bottom) })`, &size)
-	var r struct {
-		Data string `json:"data"`
-	}
-	b.call(t, b.session, "Page.captureScreenshot", map[string]any{
-		"format": "png", "captureBeyondViewport": true,
-		"clip": map[string]any{"x": 0, "y": 0, "width": size.W, "height": min(size.H, float64(maxHeight)), "scale": 1},
-	}, &r)
-	png, err := base64.StdEncoding.DecodeString(r.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := ""
-	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
-		p := filepath.Join(d, name)
-		if err := writeFile(p, png); err != nil {
-			t.Errorf("save screenshot: %v", err)
-			continue
-		}
-		if first == "" {
-			first = p
-		}
-	}
-	return first
+	beyond := true
+	r := call(t, b, page.CaptureScreenshot, page.CaptureScreenshotParams{
+		Format: page.CaptureScreenshotFormatPng, CaptureBeyondViewport: &beyond,
+		Clip: &page.Viewport{X: 0, Y: 0, Width: size.W, Height: min(size.H, float64(maxHeight)), Scale: 1},
+	})
+	return saveScreenshot(t, r.Data, name, dirs...)
 }
