@@ -45,6 +45,7 @@ var builtins = append([]*builtin{
 	{newSignature("latent_worker", latentWorkerParams), builtinLatentWorker},
 	{newSignature("process_driver"), builtinProcessDriver},
 	{newSignature("command_driver", commandDriverParams), builtinCommandDriver},
+	{newSignature("qemu_driver", qemuDriverParams), builtinQEMUDriver},
 	{varKwSignature("worker_filter"), builtinWorkerFilter},
 	{varKwSignature("interpolate", interpolateParams), builtinInterpolate},
 	{newSignature("prop", propParams), builtinProp},

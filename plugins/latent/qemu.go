@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/starforge/starforge/config"
 	"github.com/starforge/starforge/master/latent"
 )
 
@@ -59,6 +60,21 @@ type QEMU struct {
 
 	mu  sync.Mutex
 	vms map[string]*vm // started by this driver value, by name
+}
+
+// NewQEMU returns the driver a qemu_driver(...) declares; relative paths
+// in it are resolved against basedir, the master's base directory.
+func NewQEMU(c *config.QEMUDriver, basedir string) *QEMU {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(basedir, p)
+	}
+	return &QEMU{
+		Kernel: abs(c.Kernel), Initrd: abs(c.Initrd), Image: abs(c.Image),
+		Memory: c.Memory, CPUs: c.CPUs, Accel: c.Accel, RunDir: abs(c.RunDir), Append: c.Append,
+	}
 }
 
 // vm is a qemu process this driver value started.

@@ -1,0 +1,40 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// loadSource loads src as a master.star in a temporary directory.
+func loadSource(t *testing.T, src string) *Config {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "master.star")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestQEMUDriver(t *testing.T) {
+	for _, tc := range []struct {
+		call string
+		want QEMUDriver
+	}{
+		{`qemu_driver(kernel = "img/vmlinux", image = "img/base.qcow2")`,
+			QEMUDriver{Kernel: "img/vmlinux", Image: "img/base.qcow2", Memory: "512M", CPUs: 1, Accel: "auto", RunDir: "vms"}},
+		{`qemu_driver(kernel = "k", image = "i", initrd = "r.gz", memory = "2G", cpus = 2, accel = "tcg", run_dir = "/var/vms", append = "loglevel=7")`,
+			QEMUDriver{Kernel: "k", Image: "i", Initrd: "r.gz", Memory: "2G", CPUs: 2, Accel: "tcg", RunDir: "/var/vms", Append: "loglevel=7"}},
+	} {
+		cfg := loadSource(t, "latent_worker(\"vm\", "+tc.call+")\n")
+		d := cfg.LatentWorker("vm").Driver
+		if d.Kind != "qemu" || d.QEMU == nil || !reflect.DeepEqual(*d.QEMU, tc.want) {
+			t.Errorf("%s:\ngot  %s %+v\nwant %+v", tc.call, d.Kind, d.QEMU, tc.want)
+		}
+	}
+}
