@@ -46,6 +46,7 @@ var builtins = append([]*builtin{
 	{newSignature("process_driver"), builtinProcessDriver},
 	{newSignature("command_driver", commandDriverParams), builtinCommandDriver},
 	{newSignature("qemu_driver", qemuDriverParams), builtinQEMUDriver},
+	{newSignature("ec2_driver", ec2DriverParams), builtinEC2Driver},
 	{varKwSignature("worker_filter"), builtinWorkerFilter},
 	{varKwSignature("interpolate", interpolateParams), builtinInterpolate},
 	{newSignature("prop", propParams), builtinProp},

@@ -41,6 +41,7 @@ type LatentDriver struct {
 	// worker, Stop stop it, Check (optional) exit 0 while it runs.
 	Start, Stop, Check *ShellAction
 	QEMU               *QEMUDriver // for Kind "qemu"
+	EC2                *EC2Driver  // for Kind "ec2"
 	Pos                Pos
 }
 

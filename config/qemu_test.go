@@ -38,3 +38,17 @@ func TestQEMUDriver(t *testing.T) {
 		}
 	}
 }
+
+func TestEC2Driver(t *testing.T) {
+	cfg := loadSource(t, `latent_worker("vm", ec2_driver(region = "eu-west-1", image = "ami-1",
+    access_key_id = secret("aws_id"), secret_access_key = secret("aws_key"),
+    security_groups = ["sg-1"], spot = True, max_price = "0.02", tags = {"team": "ci"},
+    user_data = "#!/bin/sh\nrun {{quote .Password}}\n"))
+`)
+	d := cfg.LatentWorker("vm").Driver
+	want := EC2Driver{Region: "eu-west-1", Image: "ami-1", AccessKeyID: "aws_id", SecretAccessKey: "aws_key", InstanceType: "t3.micro",
+		SecurityGroups: []string{"sg-1"}, Spot: true, MaxPrice: "0.02", Tags: map[string]string{"team": "ci"}, UserData: "#!/bin/sh\nrun {{quote .Password}}\n"}
+	if d.Kind != "ec2" || d.EC2 == nil || !reflect.DeepEqual(*d.EC2, want) {
+		t.Errorf("got %s %+v\nwant %+v", d.Kind, d.EC2, want)
+	}
+}
