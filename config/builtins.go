@@ -47,6 +47,7 @@ var builtins = append([]*builtin{
 	{newSignature("command_driver", commandDriverParams), builtinCommandDriver},
 	{newSignature("qemu_driver", qemuDriverParams), builtinQEMUDriver},
 	{newSignature("ec2_driver", ec2DriverParams), builtinEC2Driver},
+	{newSignature("openstack_driver", openStackDriverParams), builtinOpenStackDriver},
 	{varKwSignature("worker_filter"), builtinWorkerFilter},
 	{varKwSignature("interpolate", interpolateParams), builtinInterpolate},
 	{newSignature("prop", propParams), builtinProp},

@@ -52,3 +52,16 @@ func TestEC2Driver(t *testing.T) {
 		t.Errorf("got %s %+v\nwant %+v", d.Kind, d.EC2, want)
 	}
 }
+
+func TestOpenStackDriver(t *testing.T) {
+	cfg := loadSource(t, `latent_worker("vm", openstack_driver(auth_url = "https://keystone.example.org:5000/v3",
+    username = "ci", password = secret("os_password"), project = "builds", image = "img-1", flavor = "m1.small",
+    networks = ["net-1"], metadata = {"team": "ci"}))
+`)
+	d := cfg.LatentWorker("vm").Driver
+	want := OpenStackDriver{AuthURL: "https://keystone.example.org:5000/v3", Username: "ci", Password: "os_password", Project: "builds",
+		Domain: "Default", Image: "img-1", Flavor: "m1.small", Networks: []string{"net-1"}, Metadata: map[string]string{"team": "ci"}}
+	if d.Kind != "openstack" || d.OpenStack == nil || !reflect.DeepEqual(*d.OpenStack, want) {
+		t.Errorf("got %s %+v\nwant %+v", d.Kind, d.OpenStack, want)
+	}
+}
