@@ -23,9 +23,13 @@ import (
 	"github.com/starforge/starforge/webui"
 )
 
+// imageBuilt says whether a test asked for the image.
+var imageBuilt bool
+
 // buildImage runs examples/latent-qemu/build-image.sh once per test
 // binary and returns its output directory.
 var buildImage = sync.OnceValues(func() (string, error) {
+	imageBuilt = true
 	dir, err := os.MkdirTemp("", "starforge-qemu-image-")
 	if err != nil {
 		return "", err
@@ -37,6 +41,17 @@ var buildImage = sync.OnceValues(func() (string, error) {
 	}
 	return dir, nil
 })
+
+// TestMain removes the image buildImage made, if any.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if imageBuilt {
+		if dir, err := buildImage(); err == nil {
+			os.RemoveAll(dir)
+		}
+	}
+	os.Exit(code)
+}
 
 // observer hands the test the builds' progress.
 type observer struct {
