@@ -40,6 +40,9 @@ type LatentDriver struct {
 	// For Kind "command": commands run on the master. Start must start the
 	// worker, Stop stop it, Check (optional) exit 0 while it runs.
 	Start, Stop, Check *ShellAction
+	QEMU               *QEMUDriver      // for Kind "qemu"
+	EC2                *EC2Driver       // for Kind "ec2"
+	OpenStack          *OpenStackDriver // for Kind "openstack"
 	Pos                Pos
 }
 
