@@ -55,10 +55,10 @@ type Config struct {
 }
 
 // Summary returns a one-line description of c such as
-// "2 workers, 3 builders, 1 scheduler".
+// "2 workers, 3 builders, 1 scheduler"; latent workers count as workers.
 func (c *Config) Summary() string {
 	return fmt.Sprintf("%s, %s, %s",
-		plural(len(c.Workers), "worker"),
+		plural(len(c.Workers)+len(c.LatentWorkers), "worker"),
 		plural(len(c.Builders), "builder"),
 		plural(len(c.Schedulers), "scheduler"))
 }
