@@ -40,7 +40,10 @@ type LatentDriver struct {
 	// For Kind "command": commands run on the master. Start must start the
 	// worker, Stop stop it, Check (optional) exit 0 while it runs.
 	Start, Stop, Check *ShellAction
-	Pos                Pos
+	// For Kind "process": the starforge-worker binary to run; "" means the
+	// one next to the master's own binary, else starforge-worker on PATH.
+	WorkerPath string
+	Pos        Pos
 }
 
 var latentWorkerParams = []param{
@@ -121,10 +124,15 @@ func isZero(v starlark.Value) bool {
 	return false
 }
 
-// builtinProcessDriver implements process_driver(): the worker runs as a
-// local process of the master.
+var processDriverParams = []param{
+	{name: "worker_path"},
+}
+
+// builtinProcessDriver implements process_driver(worker_path=None): the
+// worker runs as a local process of the master.
 func builtinProcessDriver(c *call) (starlark.Value, error) {
 	d := &LatentDriver{Kind: "process", Pos: c.pos}
+	d.WorkerPath = c.nonEmptyStr("worker_path", "")
 	return driverObject(c, d, "process_driver()"), nil
 }
 
