@@ -79,11 +79,12 @@ func (d *Dispatcher) applyLatent(ev *latentEvent) {
 	l.init()
 	switch {
 	case ev.stopping:
-		l.stopping[ev.slot] = true
+		// A request waiting for the slot keeps waiting: if the instance
+		// failed, LatentStopped counts it against the request.
+		l.stopping[ev.slot], l.up[ev.slot] = true, true
 		if w := d.workers[ev.slot]; w != nil {
 			w.attached = false
 		}
-		l.unreserve(ev.slot)
 	case ev.stopped:
 		if id, ok := l.reserved[ev.slot]; ok && ev.err != nil {
 			g := l.group[ev.slot]
