@@ -166,6 +166,10 @@ type slot struct {
 	w       *worker
 	inst    *instance // nil: stopped
 	retired bool      // no longer configured: it starts nothing
+	// announcing: its instance is stopped, and the dispatcher is being
+	// told; States still says stopping, so that whoever sees "stopped"
+	// knows the dispatcher heard of it.
+	announcing bool
 }
 
 type instance struct {
@@ -371,17 +375,18 @@ func (m *Manager) Start(slot string, req store.BuildRequest) {
 	}
 	m.changedLocked()
 	m.log.Info("starting latent instance", "worker", slot, "instance", inst.Name, "request", req.ID, "builder", req.BuilderName)
+	rec := instanceRecord{Worker: w.cfg.Name, Slot: s.name, Started: inst.since.UTC()}
 	m.bg.Add(1)
 	go func() {
 		defer m.bg.Done()
-		m.launch(ctx, inst)
+		m.launch(ctx, inst, rec)
 	}()
 	go m.notify(slot)
 }
 
 // launch records inst, so that a restarted master finds it, and starts it.
-func (m *Manager) launch(ctx context.Context, inst *instance) {
-	m.record(inst)
+func (m *Manager) launch(ctx context.Context, inst *instance, rec instanceRecord) {
+	m.saveState(store.StateValue{Object: instancesObject, Name: inst.Name, Value: rec})
 	err := inst.driver.Start(ctx, inst.Instance)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -669,15 +674,19 @@ func (m *Manager) stop(inst *instance, sess Session, detached chan struct{}, why
 	s := inst.slot
 	if s.inst == inst {
 		s.inst = nil
+		s.announcing = true
 		if s.retired && m.slots[s.name] == s {
 			delete(m.slots, s.name)
 		}
 	}
 	inst.state = Stopped
-	m.changedLocked()
 	m.mu.Unlock()
 	m.log.Info("latent instance stopped", "worker", slot, "instance", inst.Name)
 	m.opts.Dispatcher.LatentStopped(slot, inst.startErr)
+	m.mu.Lock()
+	s.announcing = false
+	m.changedLocked()
+	m.mu.Unlock()
 	m.notify(slot)
 }
 
@@ -771,12 +780,6 @@ func (m *Manager) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("latent instances still stopping: %w", ctx.Err())
 	}
-}
-
-// record stores inst's name so that a restarted master finds it.
-func (m *Manager) record(inst *instance) {
-	m.saveState(store.StateValue{Object: instancesObject, Name: inst.Name,
-		Value: instanceRecord{Worker: inst.w.cfg.Name, Slot: inst.slot.name, Started: inst.since.UTC()}})
 }
 
 func (m *Manager) saveState(v store.StateValue) {

@@ -30,6 +30,9 @@ func (m *Manager) States() map[string]SlotState {
 		if q := w.quarantined; !q.IsZero() && now.Before(q) {
 			st.Quarantined = q
 		}
+		if s.announcing {
+			st.State = Stopping
+		}
 		if inst := s.inst; inst != nil {
 			st.State, st.Instance, st.Since, st.Builds = inst.state, inst.Name, inst.since, inst.busy
 			if inst.state == Stopping {
