@@ -18,8 +18,9 @@ func killGroup(pid int, sig syscall.Signal) {
 	_ = syscall.Kill(-pid, sig)
 }
 
-// alive reports whether process pid exists (a zombie counts until reaped).
+// alive reports whether process pid runs. A zombie does not: a leftover
+// whose parent died is reaped by whoever adopted it, maybe never.
 func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
-	return err == nil || err == syscall.EPERM
+	return (err == nil || err == syscall.EPERM) && !zombie(pid)
 }
