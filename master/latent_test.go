@@ -226,6 +226,9 @@ force_scheduler("force", builders = ["b"])
 	if !ws.Connected || ws.Latent == nil || ws.Latent.State != "running" || ws.Latent.Instance != inst {
 		t.Errorf("WorkerStates = %+v (latent %+v)", ws, ws.Latent)
 	}
+	if page := getText(t, m, "/workers"); !strings.Contains(page, `<span class="pill latent running"`) || !strings.Contains(page, inst) {
+		t.Errorf("the workers page does not show the running instance:\n%s", page)
+	}
 
 	clk.Advance(10*time.Minute - time.Second)
 	if s := m.latent.States()["lat"].State; s != latent.Running {
@@ -400,6 +403,13 @@ force_scheduler("force", builders = ["mixed", "only"])
 		t.Errorf("API worker = %+v", ws.Workers)
 	}
 
+	if page := getText(t, m, "/workers"); !strings.Contains(page, `<span class="pill disabled"`) || !strings.Contains(page, `data-method="enable"`) {
+		t.Errorf("the workers page shows no disabled latent worker with its Enable button:\n%s", page)
+	}
+	if page := getText(t, m, "/queue"); !strings.Contains(page, "worker lat is disabled") {
+		t.Errorf("the queue page does not say why:\n%s", page)
+	}
+
 	// The other worker takes the first request.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -452,4 +462,18 @@ func getJSON(t *testing.T, m *Master, path string, v any) {
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("GET %s: %v: %s", path, err, b)
 	}
+}
+
+func getText(t *testing.T, m *Master, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + m.HTTPAddr() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return string(b)
 }

@@ -231,22 +231,28 @@ func New(opts Options) *Manager {
 // them). Slots that are no longer configured start nothing more: their
 // instances are stopped once idle.
 func (m *Manager) SetConfig(ws []*config.LatentWorker) {
+	// Drivers may take a moment to make (a cloud client): not under mu.
+	drivers := make([]Driver, len(ws))
+	errs := make([]error, len(ws))
+	for i, c := range ws {
+		drivers[i], errs[i] = m.opts.NewDriver(c)
+		if errs[i] != nil {
+			m.log.Error("latent worker cannot start instances", "worker", c.Name, "err", errs[i])
+		}
+	}
 	var stops []*instance
 	var touched []string
 	m.mu.Lock()
 	old := m.workers
 	m.workers = make(map[string]*worker, len(ws))
 	keep := map[string]bool{}
-	for _, c := range ws {
+	for i, c := range ws {
 		w := old[c.Name]
 		if w == nil {
 			w = &worker{}
 		}
 		w.cfg = c
-		w.driver, w.driverErr = m.opts.NewDriver(c)
-		if w.driverErr != nil {
-			m.log.Error("latent worker cannot start instances", "worker", c.Name, "err", w.driverErr)
-		}
+		w.driver, w.driverErr = drivers[i], errs[i]
 		w.slots = w.slots[:0]
 		for _, name := range Slots(c) {
 			s := m.slots[name]
@@ -490,8 +496,9 @@ func (m *Manager) Attached(slot string, sess Session) bool {
 		return false
 	}
 	inst.sess, inst.detached, inst.lost = sess, make(chan struct{}), false
-	if inst.busy == 0 {
-		m.armIdleLocked(inst, max(m.opts.AttachGrace, inst.w.cfg.BuildWaitTimeout))
+	if wait := inst.w.cfg.BuildWaitTimeout; inst.busy == 0 && wait >= 0 {
+		// Its first build may not be its own: give the dispatcher time.
+		m.armIdleLocked(inst, max(m.opts.AttachGrace, wait))
 	}
 	m.changedLocked()
 	go m.notify(slot)
