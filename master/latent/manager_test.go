@@ -489,3 +489,25 @@ func TestSlots(t *testing.T) {
 		}
 	}
 }
+
+// Lost during a build and not back when the build ends (the registry gave
+// up its hold): the instance is gone.
+func TestLostMidBuildNotBack(t *testing.T) {
+	r := newRig(t, nil, lw("vm", 1, time.Minute, 0))
+	inst := r.start(t, "vm", 1)
+	s := &fakeSession{m: r.m, slot: "vm"}
+	r.m.Attached("vm", s)
+	release, _ := r.m.Acquire("vm")
+	r.m.Detached("vm", s)
+	if _, ok := r.m.Acquire("vm"); ok {
+		t.Error("a build may start on an instance that lost its connection")
+	}
+	release()
+	r.disp.await(t, "stopped vm <nil>")
+	if !r.d.wasStopped(inst.Name) {
+		t.Error("not cleaned up")
+	}
+	if st := r.m.States()["vm"]; st.Failures != 1 || !strings.Contains(st.LastError, "did not come back") {
+		t.Errorf("state = %+v", st)
+	}
+}
