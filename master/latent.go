@@ -68,7 +68,9 @@ func (s latentStarter) RunBuild(req store.BuildRequest, worker string) bool {
 		if !ok {
 			return true // its instance is stopping: the request waits
 		}
-		defer release()
+		requeue := s.m.run.RunBuild(req, worker)
+		release(!requeue)
+		return requeue
 	}
 	return s.m.run.RunBuild(req, worker)
 }

@@ -537,10 +537,11 @@ func (m *Manager) Detached(slot string, sess Session) {
 }
 
 // Acquire marks a build starting on slot's instance and returns the
-// function to call when it has ended. ok is false when the slot has no
-// running, connected instance: the build must not start (the request goes
-// back to the queue).
-func (m *Manager) Acquire(slot string) (release func(), ok bool) {
+// function to call when it has ended, with served true if the build ran
+// to its end (its result is not RETRY): that resets the latent worker's
+// failure count. ok is false when the slot has no running, connected
+// instance: the build must not start (the request goes back to the queue).
+func (m *Manager) Acquire(slot string) (release func(served bool), ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.slots[slot]
@@ -551,11 +552,11 @@ func (m *Manager) Acquire(slot string) (release func(), ok bool) {
 	inst.busy++
 	stopTimer(&inst.idle)
 	var once sync.Once
-	return func() { once.Do(func() { m.release(inst) }) }, true
+	return func(served bool) { once.Do(func() { m.release(inst, served) }) }, true
 }
 
 // release ends a build on inst.
-func (m *Manager) release(inst *instance) {
+func (m *Manager) release(inst *instance, served bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	inst.busy--
@@ -569,11 +570,12 @@ func (m *Manager) release(inst *instance) {
 		m.beginStopLocked(inst, "it lost its connection")
 		return
 	}
-	w := inst.w
-	if w.failures > 0 {
-		m.log.Info("latent worker works again", "worker", w.cfg.Name, "after_failures", w.failures)
+	if w := inst.w; served {
+		if w.failures > 0 {
+			m.log.Info("latent worker works again", "worker", w.cfg.Name, "after_failures", w.failures)
+		}
+		w.failures, w.lastErr, w.quarantined = 0, "", time.Time{}
 	}
-	w.failures, w.lastErr, w.quarantined = 0, "", time.Time{}
 	if inst.busy > 0 {
 		return
 	}

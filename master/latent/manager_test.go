@@ -235,7 +235,7 @@ func TestLifecycleIdleStop(t *testing.T) {
 		t.Error("Acquire of a stopped slot succeeded")
 	}
 	r.clk.Advance(time.Hour) // busy: no idle stop
-	release()
+	release(true)
 	r.waitFor(t, "idle timer", func(map[string]SlotState) bool { return r.clk.Pending() > 0 })
 	r.clk.Advance(10*time.Minute - time.Second)
 	if s := r.m.States()["vm/2"].State; s != Running {
@@ -271,7 +271,7 @@ func TestBuildWaitZeroStopsAfterTheBuild(t *testing.T) {
 	inst := r.start(t, "vm", 1)
 	r.m.Attached("vm", &fakeSession{m: r.m, slot: "vm"})
 	release, _ := r.m.Acquire("vm")
-	release()
+	release(true)
 	r.disp.await(t, "stopped vm")
 	if !r.d.wasStopped(inst.Name) {
 		t.Error("not stopped after its build")
@@ -389,7 +389,7 @@ func TestGoneMidBuild(t *testing.T) {
 	if s := r.m.States()["vm"]; s.Failures != 1 || !strings.Contains(s.LastError, "exited") {
 		t.Errorf("state = %+v", s)
 	}
-	release() // the build ends RETRY meanwhile: nothing more happens
+	release(false) // the build ends RETRY meanwhile: nothing more happens
 	if n := len(r.d.stopped); n != 1 {
 		t.Errorf("stopped %d times", n)
 	}
@@ -408,7 +408,7 @@ func TestLostIdleAndReconnect(t *testing.T) {
 		t.Fatal("the reconnect was refused")
 	}
 	r.m.Detached("vm", s1) // a late word about the old connection changes nothing
-	release()
+	release(true)
 	if s := r.m.States()["vm"]; s.State != Running || s.Failures != 0 {
 		t.Fatalf("state after a resumed build = %+v", s)
 	}
@@ -470,7 +470,7 @@ func TestReconfigRetiresSlots(t *testing.T) {
 	if s := r.m.States()["vm/2"].State; s != Running {
 		t.Fatalf("a busy retired slot's instance: %s", s)
 	}
-	release()
+	release(true)
 	r.disp.await(t, "stopped vm/2")
 	if !r.d.wasStopped(i1.Name) {
 		t.Error("the retired slot's instance was not stopped after its build")
@@ -502,7 +502,7 @@ func TestLostMidBuildNotBack(t *testing.T) {
 	if _, ok := r.m.Acquire("vm"); ok {
 		t.Error("a build may start on an instance that lost its connection")
 	}
-	release()
+	release(false)
 	r.disp.await(t, "stopped vm <nil>")
 	if !r.d.wasStopped(inst.Name) {
 		t.Error("not cleaned up")
