@@ -43,7 +43,7 @@ var builtins = append([]*builtin{
 	{newSignature("user", userParams, userWebParams), builtinUser},
 	{newSignature("role", roleParams, roleWebParams), builtinRole},
 	{newSignature("latent_worker", latentWorkerParams), builtinLatentWorker},
-	{newSignature("process_driver"), builtinProcessDriver},
+	{newSignature("process_driver", processDriverParams), builtinProcessDriver},
 	{newSignature("command_driver", commandDriverParams), builtinCommandDriver},
 	{newSignature("qemu_driver", qemuDriverParams), builtinQEMUDriver},
 	{newSignature("ec2_driver", ec2DriverParams), builtinEC2Driver},

@@ -43,7 +43,10 @@ type LatentDriver struct {
 	QEMU               *QEMUDriver      // for Kind "qemu"
 	EC2                *EC2Driver       // for Kind "ec2"
 	OpenStack          *OpenStackDriver // for Kind "openstack"
-	Pos                Pos
+	// For Kind "process": the starforge-worker binary to run; "" means the
+	// one next to the master's own binary, else starforge-worker on PATH.
+	WorkerPath string
+	Pos        Pos
 }
 
 var latentWorkerParams = []param{
@@ -70,7 +73,7 @@ func builtinLatentWorker(c *call) (starlark.Value, error) {
 				w.Driver = o.item.(*LatentDriver)
 			}
 		} else {
-			c.argErrorf("driver", "want process_driver() or command_driver(start = ..., stop = ...), got %s", v.Type())
+			c.argErrorf("driver", "want process_driver(), command_driver(start = ..., stop = ...), qemu_driver(...), ec2_driver(...) or openstack_driver(...), got %s", v.Type())
 		}
 	}
 	w.BuildWaitTimeout = DefaultBuildWaitTimeout
@@ -124,10 +127,15 @@ func isZero(v starlark.Value) bool {
 	return false
 }
 
-// builtinProcessDriver implements process_driver(): the worker runs as a
-// local process of the master.
+var processDriverParams = []param{
+	{name: "worker_path"},
+}
+
+// builtinProcessDriver implements process_driver(worker_path=None): the
+// worker runs as a local process of the master.
 func builtinProcessDriver(c *call) (starlark.Value, error) {
 	d := &LatentDriver{Kind: "process", Pos: c.pos}
+	d.WorkerPath = c.nonEmptyStr("worker_path", "")
 	return driverObject(c, d, "process_driver()"), nil
 }
 

@@ -159,6 +159,7 @@ func (m *Master) WorkerStates() map[string]webui.WorkerState {
 	m.addDonations(context.Background(), out)
 	m.addPauses(context.Background(), out)
 	m.addStopping(out) // ops_web.go
+	m.addLatent(out)   // latent.go
 	return out
 }
 

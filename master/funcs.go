@@ -9,6 +9,7 @@ import (
 	"github.com/starforge/starforge/config"
 	"github.com/starforge/starforge/master/build"
 	"github.com/starforge/starforge/master/dispatch"
+	"github.com/starforge/starforge/master/latent"
 	"github.com/starforge/starforge/master/store"
 )
 
@@ -76,6 +77,8 @@ func builderFuncs(db *dispatch.Builder, cfg *config.Config, b *config.Builder, p
 		wi := config.WorkerInfo{Name: c.Name, RunningBuilds: c.Running}
 		if w := cfg.Worker(c.Name); w != nil {
 			wi.Properties = w.Properties
+		} else if lw := cfg.LatentWorker(latent.WorkerOf(c.Name)); lw != nil {
+			wi.Properties = lw.Properties
 		}
 		return wi
 	}

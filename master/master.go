@@ -21,6 +21,7 @@ import (
 	"github.com/starforge/starforge/master/build"
 	"github.com/starforge/starforge/master/dispatch"
 	"github.com/starforge/starforge/master/event"
+	"github.com/starforge/starforge/master/latent"
 	"github.com/starforge/starforge/master/poller"
 	"github.com/starforge/starforge/master/registry"
 	"github.com/starforge/starforge/master/scheduler"
@@ -42,6 +43,9 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Observer, if set, is told of build progress too (benchmarks, metrics).
 	Observer build.Observer
+	// Clock times latent workers' instances (idle, missing, quarantine);
+	// nil means the real clock.
+	Clock clock.Clock
 }
 
 // Master is a running master. Its methods are safe for concurrent use.
@@ -62,6 +66,8 @@ type Master struct {
 	webOps  webOps    // the web UI's worker operations (ops_web.go)
 
 	bus *event.Bus // live events, for the web UI (events.go)
+
+	latent *latent.Manager // latent workers' instances (latent.go)
 
 	unlock func() // releases the basedir lock
 
@@ -145,8 +151,10 @@ func New(opts Options) (*Master, error) {
 	m.status = webui.ConfigStatus{Summary: cfg.Summary(), LoadedAt: time.Now()}
 	m.run = build.New(st, nil, m.Config, abs, m.log)
 	m.run.Observer = observer{m}
-	m.disp = dispatch.New(m.run, m.log)
+	m.disp = dispatch.New(latentStarter{m}, m.log)
 	m.disp.SetHooks(m.queueHooks())
+	m.latent = m.newLatent()
+	m.disp.SetLatent(m.latent)
 	m.run.Locks = stepLocker{m.disp}
 	m.run.Queue = m.disp
 	m.props = &buildsetProps{st: st, log: m.log}
@@ -154,6 +162,7 @@ func New(opts Options) (*Master, error) {
 		Credentials: m.credentials,
 		Hooks:       registry.Hooks{Attached: m.attached, Detached: m.detached, Paused: m.donorPaused},
 		Logger:      m.log,
+		Instances:   m.latent.Login,
 	})
 	m.run.Sessions = m.reg
 	m.sched = scheduler.New(scheduler.Options{Store: st, Queue: m.disp, Clock: clock.Real, Logger: m.log})
@@ -186,6 +195,9 @@ func (m *Master) credentials(name string) (string, bool) {
 }
 
 func (m *Master) attached(s *registry.Session) {
+	if !m.latentAttached(s) { // latent.go
+		return
+	}
 	ctx := context.Background()
 	id, err := m.store.EnsureWorker(ctx, s.Name)
 	if err == nil {
@@ -207,6 +219,7 @@ func (m *Master) detached(s *registry.Session, reason error) {
 		}
 	}
 	m.disp.Detached(s.Name)
+	m.latent.Detached(s.Name, s)
 	m.refreshPause(ctx, s.Name) // a donor's pause ends with its session
 	m.publishWorker(s.Name, "disconnected")
 }
@@ -220,7 +233,7 @@ func dispatchConfig(cfg *config.Config, props *buildsetProps) dispatch.Config {
 		var workers []string
 		for _, w := range b.WorkerNames {
 			if b.AcceptsWorker(cfg.Worker(w)) {
-				workers = append(workers, w)
+				workers = append(workers, slotsOf(cfg, w)...) // latent.go
 			}
 		}
 		db := dispatch.Builder{
@@ -232,6 +245,7 @@ func dispatchConfig(cfg *config.Config, props *buildsetProps) dispatch.Config {
 	for _, w := range cfg.Workers {
 		dc.Workers = append(dc.Workers, dispatch.Worker{Name: w.Name, MaxBuilds: w.MaxBuilds, Locks: lockAccesses(w.Locks)})
 	}
+	dc.Workers = append(dc.Workers, latentWorkers(cfg)...)
 	for _, l := range cfg.Locks {
 		dc.Locks = append(dc.Locks, dispatch.Lock{
 			Name: l.Name, PerWorker: l.Kind == config.WorkerLock, MaxCount: l.MaxCount, MaxCountForWorker: l.MaxCountForWorker,
@@ -258,6 +272,11 @@ func (m *Master) register(ctx context.Context, cfg *config.Config) error {
 	for _, w := range cfg.Workers {
 		if _, err := m.store.EnsureWorker(ctx, w.Name); err != nil {
 			return fmt.Errorf("register worker %s: %w", w.Name, err)
+		}
+	}
+	for _, w := range latentWorkers(cfg) {
+		if _, err := m.store.EnsureWorker(ctx, w.Name); err != nil {
+			return fmt.Errorf("register latent worker %s: %w", w.Name, err)
 		}
 	}
 	return nil
@@ -294,6 +313,7 @@ func (m *Master) Reconfig(ctx context.Context) (ReconfigResult, error) {
 		return ReconfigResult{}, err
 	}
 	old := m.cfg.Swap(cfg)
+	m.latent.SetConfig(cfg.LatentWorkers)
 	m.disp.SetConfig(dispatchConfig(cfg, m.props))
 	m.sched.SetConfig(cfg)
 	m.pollers.SetConfig(cfg.GitPollers)
@@ -460,6 +480,13 @@ func (m *Master) Run(ctx context.Context) error {
 	}
 	defer stopControl()
 
+	m.latent.SetConfig(cfg.LatentWorkers)
+	if n, err := m.latent.Recover(ctx); err != nil {
+		m.log.Error("latent workers: cannot take up the previous run's state", "err", err)
+	} else if n > 0 {
+		m.log.Warn("latent workers: stopping instances left running by the previous run", "instances", n)
+	}
+
 	dctx, stopDispatch := context.WithCancel(context.Background())
 	dispatched := make(chan struct{})
 	go func() { m.disp.Run(dctx); close(dispatched) }()
@@ -524,6 +551,9 @@ func (m *Master) Run(ctx context.Context) error {
 		m.log.Warn("builds still running at shutdown", "err", err)
 	}
 	<-dispatched // returns once every build it started has ended
+	if err := m.latent.Close(sctx); err != nil {
+		m.log.Warn("latent instances still running at shutdown; the next start stops them", "err", err)
+	}
 	// No more events: the web UI's live streams end.
 	m.bus.Close()
 	if stop != nil {

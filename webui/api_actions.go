@@ -17,7 +17,7 @@ import (
 //
 //	POST /api/v2/builds/{id}          stop {reason}, rebuild
 //	POST /api/v2/buildrequests/{id}   cancel {reason}, set_priority {priority}
-//	POST /api/v2/workers/{id|name}    pause, unpause, stop, kill {reason}
+//	POST /api/v2/workers/{id|name}    pause, unpause, stop, kill, enable {reason}
 //	POST /api/v2/schedulers/{id|name} enable {enabled}, disable
 //
 // Each checks the caller's permission (see auth.go): stop, rebuild and
@@ -230,8 +230,10 @@ func (s *Server) workerActions(r *http.Request, call rpcRequest) (any, error) {
 		what = call.Method + " workers"
 	case "kill":
 		perm, what = "admin", "kill workers"
+	case "enable": // a latent worker disabled by failures: api_latent.go
+		perm, what = "admin", "enable latent workers"
 	default:
-		return nil, methodNotFound(call.Method, "a worker", "pause", "unpause", "stop", "kill")
+		return nil, methodNotFound(call.Method, "a worker", "pause", "unpause", "stop", "kill", "enable")
 	}
 	if err := allow(r, perm, "", what); err != nil {
 		return nil, err
@@ -249,10 +251,14 @@ func (s *Server) workerActions(r *http.Request, call rpcRequest) (any, error) {
 		"unpause": "unpaused by %s from the web UI",
 		"stop":    "stop requested by %s from the web UI",
 		"kill":    "killed by %s from the web UI",
+		"enable":  "enabled by %s from the web UI",
 	}
 	reason, err := reasonParam(r, params, defs[call.Method])
 	if err != nil {
 		return nil, err
+	}
+	if call.Method == "enable" {
+		return nil, s.enableWorker(r.Context(), name, reason)
 	}
 	c, err := s.controller()
 	if err != nil {

@@ -173,6 +173,18 @@ type workerJSON struct {
 	// hours of builds it has given.
 	Donated           bool    `json:"donated"`
 	DonatedBuildHours float64 `json:"donated_build_hours"`
+	// Extensions for the slots of latent workers (api_latent.go): null,
+	// 0 or false for other workers.
+	LatentWorker           *string  `json:"latent_worker"`            // the latent worker the slot belongs to
+	LatentState            *string  `json:"latent_state"`             // stopped, starting, running, stopping
+	LatentStopReason       *string  `json:"latent_stop_reason"`       // while stopping: why
+	LatentInstance         *string  `json:"latent_instance"`          // the instance's name, while there is one
+	LatentSince            unixTime `json:"latent_since"`             // when it entered latent_state
+	LatentFailures         int      `json:"latent_failures"`          // the latent worker's failures in a row
+	LatentLastError        *string  `json:"latent_last_error"`        // the last of them
+	LatentQuarantinedUntil unixTime `json:"latent_quarantined_until"` // no start before
+	LatentDisabled         bool     `json:"latent_disabled"`          // until an admin enables it again
+	LatentDisabledReason   *string  `json:"latent_disabled_reason"`
 }
 
 // toWorkerJSON merges a stored worker with its live state, if the master
@@ -195,6 +207,7 @@ func toWorkerJSON(w store.Worker, live WorkerState, haveLive bool) workerJSON {
 		j.Paused = live.Paused
 		j.PauseReason = nullString(live.PauseReason)
 		j.Donated, j.DonatedBuildHours = live.Donated, live.DonatedHours
+		setLatentJSON(&j, live.Latent) // api_latent.go
 		if live.RunningBuilds != nil {
 			j.RunningBuilds = live.RunningBuilds
 		}

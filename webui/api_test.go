@@ -25,7 +25,9 @@ var (
 		"state_string", "results", "hidden", "urls"}
 	logFields    = []string{"logid", "name", "slug", "stepid", "complete", "num_lines", "type"}
 	workerFields = []string{"workerid", "name", "workerinfo", "paused", "pause_reason", "graceful", "connected_to",
-		"connected", "last_connected", "last_disconnected", "running_builds", "donated", "donated_build_hours"}
+		"connected", "last_connected", "last_disconnected", "running_builds", "donated", "donated_build_hours",
+		"latent_worker", "latent_state", "latent_stop_reason", "latent_instance", "latent_since", "latent_failures",
+		"latent_last_error", "latent_quarantined_until", "latent_disabled", "latent_disabled_reason"}
 	requestFields = []string{"buildrequestid", "buildsetid", "builderid", "priority", "claimed", "claimed_at",
 		"complete", "complete_at", "results", "submitted_at", "waited_for", "waiting_reason", "cancel_reason"}
 	forceFields = []string{"name", "label", "builder_names", "button_name", "all_fields"}

@@ -119,4 +119,21 @@ type WorkerState struct {
 	// is the time its finished builds took.
 	Donated      bool
 	DonatedHours float64
+	// Latent: the worker is a slot of a latent worker; nil for others.
+	Latent *LatentState
+}
+
+// LatentState is what a latent worker's slot and its instance do.
+type LatentState struct {
+	Worker   string    // the latent worker (the slot's name without "/N")
+	State    string    // "stopped", "starting", "running" or "stopping"
+	Instance string    // the instance's name; "" when stopped
+	Since    time.Time // when it entered State; zero when stopped
+	Why      string    // while stopping: why
+
+	// Of the latent worker as a whole:
+	Failures         int       // in a row
+	LastError        string    // the last failure, while they count
+	QuarantinedUntil time.Time // no instance starts before; zero if none
+	Disabled         string    // why it is disabled; "" if it is not
 }

@@ -23,6 +23,8 @@ type workerRow struct {
 	// Donated desktops: hours of builds given.
 	Donated      bool
 	DonatedHours float64
+	// Latent: a latent worker's slot, and what its instance does.
+	Latent *LatentState
 }
 
 // GET /workers
@@ -59,6 +61,7 @@ func (s *Server) workersPage(w http.ResponseWriter, r *http.Request) error {
 
 			Donated:      ls.Donated,
 			DonatedHours: ls.DonatedHours,
+			Latent:       ls.Latent,
 		}
 		if wk.Connected {
 			row.Since = wk.LastConnected

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/starforge/starforge/config"
+	"github.com/starforge/starforge/master/latent"
 	"github.com/starforge/starforge/master/registry"
 	"github.com/starforge/starforge/master/result"
 	"github.com/starforge/starforge/master/store"
@@ -107,6 +108,10 @@ func (b *run) properties(ctx context.Context) (map[string]store.Property, error)
 	}
 	if w := b.cfg.Worker(b.sess.Name); w != nil {
 		for k, v := range w.Properties {
+			props[k] = store.Property{Value: v, Source: "Worker"}
+		}
+	} else if lw := b.cfg.LatentWorker(latent.WorkerOf(b.sess.Name)); lw != nil {
+		for k, v := range lw.Properties {
 			props[k] = store.Property{Value: v, Source: "Worker"}
 		}
 	}

@@ -73,6 +73,9 @@ type Worker struct {
 	Name      string
 	MaxBuilds int          // 0: no limit
 	Locks     []LockAccess // taken for every build on this worker
+	// Latent, for a slot of a latent worker, is that worker's name: the
+	// dispatcher may start an instance in the slot (see latent.go).
+	Latent string
 }
 
 // Config is the part of the master's configuration the dispatcher uses.
@@ -94,6 +97,7 @@ type event struct {
 	stepDone *stepLockReq // a release, or a withdrawn wait
 	pause    *pauseEvent
 	priority *priorityEvent // priority.go
+	latent   *latentEvent   // latent.go
 }
 
 // stepLockReq is a step's wait for its locks.
@@ -156,6 +160,8 @@ type Dispatcher struct {
 	reasons map[int64]string
 
 	hooks Hooks // see SetHooks
+
+	lat latentState // latent.go; owned by the Run goroutine
 }
 
 // New returns a dispatcher that starts builds with s.
@@ -375,6 +381,7 @@ func (d *Dispatcher) apply(ev event) {
 			drop[id] = true
 			delete(d.head, id)
 			delete(d.funcErrs, id)
+			d.forgetLatent(id)
 		}
 		kept := d.pending[:0]
 		for _, r := range d.pending {
@@ -389,6 +396,7 @@ func (d *Dispatcher) apply(ev event) {
 	case ev.attach != "":
 		w := d.worker(ev.attach)
 		w.attached = true
+		d.lat.unreserve(ev.attach) // whoever comes first takes it
 	case ev.detach != "":
 		if w := d.workers[ev.detach]; w != nil {
 			w.attached = false
@@ -422,6 +430,7 @@ func (d *Dispatcher) apply(ev event) {
 		for _, l := range ev.config.Locks {
 			d.locks[l.Name] = l
 		}
+		d.configLatent(ev.config)
 		// Builder priorities may have changed the order.
 		sort.SliceStable(d.pending, func(i, j int) bool { return d.before(d.pending[i], d.pending[j]) })
 	case ev.pause != nil:
@@ -429,6 +438,8 @@ func (d *Dispatcher) apply(ev event) {
 		w.paused, w.pauseReason = ev.pause.paused, ev.pause.reason
 	case ev.priority != nil:
 		d.reprioritize(ev.priority)
+	case ev.latent != nil:
+		d.applyLatent(ev.latent)
 	case ev.snapshot != nil:
 		// Answered after the assignment pass, so it reflects it.
 		d.waiting = append(d.waiting, ev.snapshot)
@@ -481,7 +492,8 @@ func (d *Dispatcher) insert(r store.BuildRequest) {
 func (d *Dispatcher) assign(ctx context.Context) {
 	d.grantSteps()
 	full := make(map[string]bool)
-	taken := make(map[int64]bool) // started in this pass
+	fullWhy := make(map[string]string) // a full builder's latent workers' reason
+	taken := make(map[int64]bool)      // started in this pass
 	reasons := make(map[int64]string)
 	for i := 0; i < len(d.pending); i++ {
 		r := d.pending[i]
@@ -489,7 +501,7 @@ func (d *Dispatcher) assign(ctx context.Context) {
 			continue
 		}
 		if ctx.Err() != nil || full[r.BuilderName] {
-			reasons[r.ID] = d.reason(r)
+			reasons[r.ID] = d.waitReason(r, fullWhy[r.BuilderName])
 			continue
 		}
 		delete(d.funcErrs, r.ID)
@@ -505,17 +517,21 @@ func (d *Dispatcher) assign(ctx context.Context) {
 		}
 		w := d.pick(r)
 		if w == "" {
-			if b.CanStart == nil && b.NextWorker == nil {
-				full[r.BuilderName] = true
+			why, waits := "", false
+			if ctx.Err() == nil {
+				why, waits = d.startLatent(r, b) // latent.go
+			}
+			if b.CanStart == nil && b.NextWorker == nil && !waits {
+				full[r.BuilderName], fullWhy[r.BuilderName] = true, why
 			}
 			if r.ID != d.pending[i].ID {
 				// next_build's choice cannot start: neither can the rest.
-				full[r.BuilderName] = true
-				reasons[r.ID] = d.reason(r)
+				full[r.BuilderName], fullWhy[r.BuilderName] = true, why
+				reasons[r.ID] = d.waitReason(r, why)
 				i-- // give pending[i] its reason too
 				continue
 			}
-			reasons[r.ID] = d.reason(r)
+			reasons[r.ID] = d.waitReason(r, why)
 			continue
 		}
 		delete(reasons, r.ID)
@@ -679,6 +695,7 @@ func (d *Dispatcher) start(r store.BuildRequest, worker string) {
 	w.running++
 	w.builders[r.BuilderName]++
 	delete(d.head, r.ID)
+	d.forgetLatent(r.ID)
 	d.inflight.Add(1)
 	go func() {
 		defer d.inflight.Done()

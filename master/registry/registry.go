@@ -72,6 +72,9 @@ type Options struct {
 	ResumeMargin time.Duration
 	// Clock times the resume holds; nil means the real clock.
 	Clock clock.Clock
+	// Instances, if set, is asked first about each connection's name and
+	// password (see latent.go).
+	Instances Instances
 }
 
 // Registry is an http.Handler for the worker port and the set of connected
@@ -196,10 +199,11 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
-	want, ok := r.opts.Credentials(name)
-	if !ok || !equalSecret(password, want) {
+	login := name
+	name, ok := r.login(name, password) // the session's name: latent.go
+	if !ok {
 		// One message for both cases, so names cannot be probed.
-		r.log.Warn("refused worker connection: wrong name or password", "worker", name, "remote", req.RemoteAddr)
+		r.log.Warn("refused worker connection: wrong name or password", "worker", login, "remote", req.RemoteAddr)
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return
 	}
