@@ -117,6 +117,10 @@ force_scheduler("plain", ["proj"])
 	var logID int64
 	for _, msg := range l.got {
 		k := msg.Key
+		if k[0] == "workers" {
+			// A worker's own events (its state) may come at any point.
+			continue
+		}
 		names = append(names, k[0]+" "+k[len(k)-1])
 		if ll, ok := msg.Value.(event.LogLines); ok {
 			if ll.First != strings.Count(lines.String(), "\n") {
