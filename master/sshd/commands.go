@@ -171,7 +171,7 @@ func (s *Server) run(c *cmdCtx, argv []string) int {
 		printUsage(c.out, cmd, fs)
 		return ExitOK
 	}
-	if cmd.perm != "" && !c.cfg.Allowed(c.user, cmd.perm) {
+	if cmd.perm != "" && !c.cfg.AllowedAny(c.user, cmd.perm) {
 		roles := "none"
 		if u := c.cfg.User(c.user); u != nil && len(u.Roles) > 0 {
 			roles = strings.Join(u.Roles, ", ")
@@ -299,4 +299,17 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// allowedOn checks, for commands about one builder, that the user's roles
+// grant perm on that builder (a role may be limited to some builders: the
+// gate before the command only asked for perm somewhere). It reports the
+// refusal and returns false if not.
+func (c *cmdCtx) allowedOn(perm, builder string) bool {
+	if c.cfg.AllowedOn(c.user, perm, builder) {
+		return true
+	}
+	c.errorf(ExitRefused, "not allowed: %s on builder %s needs the %q permission for that builder, which none of %s's roles grants",
+		c.cmd.name, builder, perm, c.user)
+	return false
 }

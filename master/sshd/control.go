@@ -53,6 +53,9 @@ succeeded, 1 if not.`,
 			if c.cfg.Builder(builder) == nil {
 				return c.errorf(ExitUsage, "no builder named %q%s", builder, didYouMean(builder, builderNames(c)))
 			}
+			if !c.allowedOn("force", builder) {
+				return ExitRefused
+			}
 			sched := c.cfg.ForceSchedulerFor(builder)
 			if sched == nil {
 				return c.errorf(ExitRefused, "builder %s cannot be forced: no force_scheduler lists it", builder)
@@ -105,6 +108,9 @@ var rebuildCmd = &command{
 			if code != ExitOK {
 				return code
 			}
+			if !c.allowedOn("rebuild", b.BuilderName) {
+				return ExitRefused
+			}
 			bs, reqs, err := c.b.Rebuild(c.ctx, b.ID, c.user)
 			if err != nil {
 				return c.fail(err)
@@ -123,6 +129,9 @@ var cancelCmd = &command{
 			id, err := parseID("build request", args[0])
 			if err != nil {
 				return c.errorf(ExitUsage, "%v", err)
+			}
+			if req, err := c.b.Store().GetRequest(c.ctx, id); err == nil && !c.allowedOn("cancel", req.BuilderName) {
+				return ExitRefused
 			}
 			why := *reason
 			if why == "" {
@@ -146,6 +155,9 @@ var stopCmd = &command{
 			b, code := resolveBuild(c, args[0])
 			if code != ExitOK {
 				return code
+			}
+			if !c.allowedOn("stop", b.BuilderName) {
+				return ExitRefused
 			}
 			why := *reason
 			if why == "" {

@@ -343,3 +343,47 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("try without patch: %d %q", code, errOut.String())
 	}
 }
+
+// TestAuthorizationPerBuilder: a role limited to some builders lets its
+// users act on those builders only.
+func TestAuthorizationPerBuilder(t *testing.T) {
+	f := newFake(t, `
+worker("w1", "pw")
+builder("proj", workers = ["w1"], steps = [shell("true")])
+builder("lib", workers = ["w1"], steps = [shell("true")])
+force_scheduler("force", builders = ["proj", "lib"])
+try_scheduler("try", builders = ["proj", "lib"])
+role("libdev", can = ["force", "stop", "rebuild", "cancel"], builders = ["lib"])
+user("lee", roles = ["viewer", "libdev"])
+`)
+	s := &Server{b: f, base: context.Background(), log: slog.New(slog.NewTextHandler(io.Discard, nil)), opts: Options{PollInterval: DefaultPollInterval}}
+	for _, tc := range []struct {
+		argv    []string
+		allowed bool
+	}{
+		{[]string{"force", "lib"}, true},
+		{[]string{"force", "proj"}, false},
+		{[]string{"try", "lib"}, true},
+		{[]string{"try", "lib", "proj"}, false},
+		{[]string{"stop", "1"}, false}, // build 1 is a build of proj
+		{[]string{"rebuild", "proj/1"}, false},
+		{[]string{"pause", "w1"}, false},
+	} {
+		t.Run(strings.Join(tc.argv, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			f.calls = nil
+			c := &cmdCtx{ctx: context.Background(), s: s, b: f, cfg: f.cfg, user: "lee",
+				in: strings.NewReader("--- a/f\n+++ b/f\n"), out: &out, errOut: &errOut}
+			code := s.run(c, tc.argv)
+			if tc.allowed {
+				if code == ExitRefused || len(f.calls) != 1 {
+					t.Errorf("code %d, calls %v, stderr %q; want it to reach the master", code, f.calls, errOut.String())
+				}
+				return
+			}
+			if code != ExitRefused || !strings.Contains(errOut.String(), "not allowed") || len(f.calls) > 0 {
+				t.Errorf("code %d, calls %v, stderr %q; want refused", code, f.calls, errOut.String())
+			}
+		})
+	}
+}

@@ -37,6 +37,9 @@ with the builds and shown on their pages.
 				if c.cfg.Builder(b) == nil {
 					return c.errorf(ExitUsage, "no builder named %q%s", b, didYouMean(b, builderNames(c)))
 				}
+				if !c.allowedOn("force", b) {
+					return ExitRefused
+				}
 				if c.cfg.TrySchedulerFor(b) == nil {
 					return c.errorf(ExitRefused, "builder %q does not accept try jobs: no try_scheduler lists it", b)
 				}
