@@ -57,6 +57,10 @@ var builtins = append([]*builtin{
 	{newSignature("secrets_env", secretsEnvParams), builtinSecretsEnv},
 	{newSignature("change_hook", changeHookParams), builtinChangeHook},
 	{newSignature("git_poller", gitPollerParams), builtinGitPoller},
+	{newSignature("http_reporter", httpReporterParams, reporterCommonParams), builtinHTTPReporter},
+	{newSignature("github_status", statusReporterParams, reporterCommonParams), builtinGitHubStatus},
+	{newSignature("gitea_status", statusReporterParams, reporterCommonParams), builtinGiteaStatus},
+	{newSignature("gitlab_status", statusReporterParams, reporterCommonParams), builtinGitLabStatus},
 }, append(stepBuiltins(), forceParamBuiltins()...)...)
 
 // predeclare returns the predeclared names of master.star for this load.

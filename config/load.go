@@ -272,6 +272,7 @@ func (l *loader) config(abs string) *Config {
 
 		SecretProviders: l.secretProviders,
 		ChangeHooks:     l.changeHooks(),
+		Reporters:       l.reporters(),
 	}
 	if l.master != nil {
 		cfg.Master = *l.master
