@@ -194,6 +194,7 @@ type observer struct{ m *Master }
 
 func (o observer) BuildStarted(b store.Build) {
 	o.m.log.Info("build started", "builder", b.BuilderName, "number", b.Number, "build", b.ID, "worker", b.WorkerName)
+	o.m.reports.BuildStarted(b)
 	if x := o.m.opts.Observer; x != nil {
 		x.BuildStarted(b)
 	}
@@ -212,6 +213,7 @@ func (o observer) CommandStarted(id int64, s store.Step, cmd string) {
 }
 
 func (o observer) BuildFinished(b store.Build) {
+	o.m.reports.BuildFinished(b)
 	if x := o.m.opts.Observer; x != nil {
 		x.BuildFinished(b)
 	}

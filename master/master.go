@@ -24,6 +24,7 @@ import (
 	"github.com/starforge/starforge/master/latent"
 	"github.com/starforge/starforge/master/poller"
 	"github.com/starforge/starforge/master/registry"
+	"github.com/starforge/starforge/master/reporter"
 	"github.com/starforge/starforge/master/scheduler"
 	"github.com/starforge/starforge/master/store"
 	"github.com/starforge/starforge/master/webhook"
@@ -68,6 +69,8 @@ type Master struct {
 	bus *event.Bus // live events, for the web UI (events.go)
 
 	latent *latent.Manager // latent workers' instances (latent.go)
+
+	reports *reporter.Manager // reporters of master.star; reads m.Config per event
 
 	unlock func() // releases the basedir lock
 
@@ -151,6 +154,7 @@ func New(opts Options) (*Master, error) {
 	m.status = webui.ConfigStatus{Summary: cfg.Summary(), LoadedAt: time.Now()}
 	m.run = build.New(st, nil, m.Config, abs, m.log)
 	m.run.Observer = observer{m}
+	m.reports = reporter.New(reporter.Options{Store: st, Config: m.Config, Logger: m.log.With("component", "reporter")})
 	m.disp = dispatch.New(latentStarter{m}, m.log)
 	m.disp.SetHooks(m.queueHooks())
 	m.latent = m.newLatent()
@@ -434,6 +438,7 @@ func (m *Master) Ready() <-chan struct{} { return m.ready }
 func (m *Master) Run(ctx context.Context) error {
 	defer m.unlock()
 	defer m.store.Close()
+	defer m.reports.Close() // before the store closes
 	cfg := m.Config()
 	stats, err := m.store.Recover(ctx, time.Now())
 	if err != nil {
