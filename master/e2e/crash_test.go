@@ -1,16 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/starforge/starforge/master/result"
-	"github.com/starforge/starforge/master/store"
 )
 
 // TestMasterKilledWith200Builds kills the master with SIGKILL while 200
@@ -27,30 +21,8 @@ func TestMasterKilledWith200Builds(t *testing.T) {
 		each     = 10 // requests per builder
 	)
 	dir := t.TempDir()
-	basedir := filepath.Join(dir, "master")
-	if err := os.MkdirAll(basedir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// Fixed ports, so that the workers find the restarted master.
-	httpPort, workerPort := freePort(t), freePort(t)
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "master(title=\"crash\", http_addr=\"127.0.0.1:%d\", worker_addr=\"127.0.0.1:%d\")\n", httpPort, workerPort)
-	var names, bnames []string
-	for i := 1; i <= workers; i++ {
-		n := fmt.Sprintf("w%d", i)
-		names = append(names, n)
-		fmt.Fprintf(&cfg, "worker(%q, password=\"pw\", max_builds=%d)\n", n, builders)
-	}
-	for i := 1; i <= builders; i++ {
-		n := fmt.Sprintf("b%02d", i)
-		bnames = append(bnames, n)
-		fmt.Fprintf(&cfg, "builder(%q, workers=%s, steps=[shell(\"sleep 1\", name=\"work\")])\n", n, starList(names))
-	}
-	fmt.Fprintf(&cfg, "force_scheduler(\"force\", builders=%s)\n", starList(bnames))
-	if err := os.WriteFile(filepath.Join(basedir, "master.star"), []byte(cfg.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
+	f := writeFarm(t, dir, "crash", workers, builders, builders, "sleep 1")
+	basedir, names, bnames := f.basedir, f.workers, f.builders
 	m := startMaster(t, basedir, "")
 	for _, n := range names {
 		m.startWorker(t, n, "pw", filepath.Join(dir, n))
@@ -105,60 +77,9 @@ func TestMasterKilledWith200Builds(t *testing.T) {
 	}
 	m.stop(t)
 
-	st, err := store.Open(filepath.Join(basedir, "state.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctx := context.Background()
-	if err := st.IntegrityCheck(ctx); err != nil {
-		t.Fatal(err)
-	}
-	reqs, err := st.ListRequests(ctx, store.RequestFilter{Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(reqs) != builders*each {
-		t.Fatalf("%d requests, want %d", len(reqs), builders*each)
-	}
-	retried := 0
-	for _, r := range reqs {
-		if !r.Complete || r.Results != result.Success {
-			t.Errorf("request %d of %s: complete=%v result %v", r.ID, r.BuilderName, r.Complete, r.Results)
-			continue
-		}
-		builds, err := st.ListBuilds(ctx, store.BuildFilter{RequestID: r.ID})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ok int
-		for _, b := range builds {
-			switch {
-			case b.CompleteAt.IsZero():
-				t.Errorf("build %d of request %d is still running", b.ID, r.ID)
-			case b.Results == result.Success:
-				ok++
-			case b.Results == result.Retry:
-				retried++
-			default:
-				t.Errorf("build %d of request %d: %v (%s)", b.ID, r.ID, b.Results, b.StateString)
-			}
-		}
-		if ok != 1 {
-			t.Errorf("request %d has %d successful builds, want exactly 1", r.ID, ok)
-		}
-	}
+	_, retried := f.audit(t, builders*each)
 	if retried == 0 {
 		t.Error("no build was interrupted: the kill came too late to test anything")
 	}
 	t.Logf("%d builds interrupted by the kill ran again", retried)
-}
-
-// starList writes names as a Starlark list of strings.
-func starList(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = fmt.Sprintf("%q", n)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }

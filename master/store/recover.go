@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -54,6 +55,37 @@ func (s *Store) Recover(ctx context.Context, at time.Time) (RecoverStats, error)
 			return fmt.Errorf("builds: %w", err)
 		}
 		st.Builds = int(n)
+
+		// A build that ended (not RETRY) before the stop, whose request the
+		// master had no time to complete, settles that request: building
+		// it again would build it twice.
+		done, err := tx.query(`SELECT br.id, b.results FROM buildrequests br
+			JOIN builds b ON b.id = (SELECT MAX(id) FROM builds WHERE buildrequestid = br.id)
+			WHERE br.complete = 0 AND br.claimed_at IS NOT NULL AND b.results IS NOT NULL AND b.results != ?`, retry)
+		if err != nil {
+			return fmt.Errorf("requests: %w", err)
+		}
+		type settled struct {
+			id  int64
+			res sql.NullInt64
+		}
+		var finished []settled
+		for done.Next() {
+			var f settled
+			if err := done.Scan(&f.id, &f.res); err != nil {
+				done.Close()
+				return fmt.Errorf("requests: %w", err)
+			}
+			finished = append(finished, f)
+		}
+		if err := done.Close(); err != nil {
+			return fmt.Errorf("requests: %w", err)
+		}
+		for _, f := range finished {
+			if _, err := completeRequestTx(tx, f.id, fromResult(f.res), at); err != nil {
+				return fmt.Errorf("request %d: %w", f.id, err)
+			}
+		}
 
 		// All requeued requests get ranks above every pending one; the
 		// oldest gets the highest, so among themselves they keep their age

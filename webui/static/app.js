@@ -6,8 +6,6 @@
 'use strict';
 
 (function () {
-  const RESULTS = ['success', 'warnings', 'failure', 'skipped', 'exception', 'retry', 'cancelled'];
-
   // The server's clock, as the page says it was when rendered: durations of
   // running things are measured against it so browser clock skew does not show.
   const skew = (parseFloat(document.body.dataset.now) || Date.now() / 1000) - Date.now() / 1000;
@@ -36,39 +34,8 @@
     return plural(Math.floor(d / (365 * 86400)), 'year');
   }
 
-  function statusClass(x) {
-    if (x.complete) return RESULTS[x.results] || 'unknown';
-    return x.started_at ? 'running' : 'pending';
-  }
-
-  function el(tag, props, ...children) {
-    const e = document.createElement(tag);
-    Object.assign(e, props || {});
-    for (const c of children) e.append(c);
-    return e;
-  }
-
-  function timeEl(ts) {
-    if (ts == null) return el('span', { className: 'none', textContent: '—' });
-    const d = new Date(ts * 1000);
-    const t = el('time', { className: 'ago', dateTime: d.toISOString(), title: d.toLocaleString(), textContent: formatAgo(ts) });
-    t.dataset.ts = ts;
-    return t;
-  }
-
-  // setDuration makes span show the time from start to end (unix seconds;
-  // end null while running, when tick keeps it current).
-  function setDuration(span, start, end) {
-    if (start == null) {
-      span.removeAttribute('data-start');
-      span.textContent = '—';
-      return;
-    }
-    span.dataset.start = start;
-    if (end != null) span.dataset.end = end;
-    else span.removeAttribute('data-end');
-    span.textContent = formatDuration((end != null ? end : now()) - start);
-  }
+  // live.js, loaded after this script, formats with the same functions.
+  window.starforgeFormat = { now, formatDuration, formatAgo };
 
   function tick() {
     const t = now();

@@ -16,30 +16,8 @@ window.starforgeLive = (function () {
   const REFRESH_MIN_GAP_MS = 1000; // and refreshes are at least this far apart
   const SLOW_POLL_MS = 60000; // pages poll this slowly even while the stream is up
 
-  // ---- formatting: twins of format.go and app.js ----
-
-  const skew = (parseFloat(document.body.dataset.now) || Date.now() / 1000) - Date.now() / 1000;
-  const now = () => Date.now() / 1000 + skew;
-
-  function formatDuration(sec) {
-    const s = Math.max(0, Math.floor(sec));
-    if (s < 60) return s + 's';
-    if (s < 3600) return Math.floor(s / 60) + 'm ' + (s % 60) + 's';
-    if (s < 86400) return Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm';
-    return Math.floor(s / 86400) + 'd ' + Math.floor((s % 86400) / 3600) + 'h';
-  }
-
-  function formatAgo(ts) {
-    const d = now() - ts;
-    const plural = (n, unit) => (n === 1 ? '1 ' + unit + ' ago' : n + ' ' + unit + 's ago');
-    if (d < 5) return 'just now';
-    if (d < 60) return plural(Math.floor(d), 'second');
-    if (d < 3600) return plural(Math.floor(d / 60), 'minute');
-    if (d < 86400) return plural(Math.floor(d / 3600), 'hour');
-    if (d < 30 * 86400) return plural(Math.floor(d / 86400), 'day');
-    if (d < 365 * 86400) return plural(Math.floor(d / (30 * 86400)), 'month');
-    return plural(Math.floor(d / (365 * 86400)), 'year');
-  }
+  // Formatting is app.js's (loaded first): twins of format.go.
+  const { now, formatDuration, formatAgo } = window.starforgeFormat;
 
   function statusClass(x) {
     if (x.complete) return RESULTS[x.results] || 'unknown';
