@@ -107,3 +107,23 @@ func TestRecover(t *testing.T) {
 		t.Errorf("second Recover = %+v, want %+v", stats, want)
 	}
 }
+
+// TestRecoverSettlesFinishedBuilds: a master that died after recording a
+// build's end but before completing its request must not build it again.
+func TestRecoverSettlesFinishedBuilds(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	bids := addBuilders(t, s, "b")
+	_, reqs := addBS(t, s, ctx, NewBuildset{BuilderIDs: bids, SourceStamps: []SourceStamp{{}}})
+	ok(t, s.ClaimRequest(ctx, reqs[0].ID, at(1)))
+	b := must(s.AddBuild(ctx, NewBuild{BuilderID: bids[0], RequestID: reqs[0].ID}))(t)
+	ok(t, s.FinishBuild(ctx, b.ID, result.Success, "success", at(2)))
+	st := must(s.Recover(ctx, at(3)))(t)
+	if st.Requests != 0 {
+		t.Errorf("Recover requeued %d requests, want none", st.Requests)
+	}
+	r := must(s.GetRequest(ctx, reqs[0].ID))(t)
+	if !r.Complete || r.Results != result.Success {
+		t.Errorf("request = %+v, want complete SUCCESS", r)
+	}
+}
