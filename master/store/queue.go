@@ -39,6 +39,8 @@ type NewBuildset struct {
 	// the build that triggered it.
 	ParentBuildID      int64
 	ParentRelationship string
+	// Job, if set, links the buildset to a package job (see JobLink).
+	Job *JobLink
 }
 
 // ssHash identifies a source stamp's content, so identical stamps share a
@@ -134,6 +136,11 @@ func (s *Store) AddBuildset(ctx context.Context, nb NewBuildset) (Buildset, []Bu
 		}
 		if err := tx.setState(state); err != nil {
 			return err
+		}
+		if nb.Job != nil {
+			if err := tx.linkJob(nb.Job, bs.ID); err != nil {
+				return err
+			}
 		}
 		for _, p := range props {
 			if _, err := tx.exec(`INSERT INTO buildset_properties (buildsetid, property_name, property_value, source)

@@ -24,6 +24,7 @@ var migrations = []migration{
 	})},
 	{3, "changes, scheduler state, triggered buildsets and patches", execAll(schemaV3)},
 	{4, "artifact paths, and indexes for the stats page", execAll(schemaV4)},
+	{5, "package jobs, and artifacts by content", execAll(schemaV5)},
 }
 
 // execAll returns a migration that runs stmts in order.
@@ -355,4 +356,49 @@ var schemaV4 = []string{
 	// request's wait ends when a build claims it).
 	`CREATE INDEX buildrequests_claimed_at ON buildrequests (builderid, claimed_at, submitted_at)
 		WHERE claimed_at IS NOT NULL`,
+}
+
+// schemaV5 is what package jobs and the content-addressed artifact store
+// need.
+var schemaV5 = []string{
+	// AddJob, GetJob, ListJobs. spec is the job's metadata as package job
+	// validated it (JSON); dir holds its files, relative to the basedir.
+	`CREATE TABLE jobs (
+		id INTEGER PRIMARY KEY,
+		farm TEXT NOT NULL,
+		name TEXT NOT NULL,
+		submitter TEXT NOT NULL DEFAULT '',
+		spec TEXT NOT NULL,
+		dir TEXT NOT NULL,
+		state TEXT NOT NULL,
+		summary TEXT NOT NULL DEFAULT '',
+		submitted_at INTEGER NOT NULL,
+		complete_at INTEGER
+	)`,
+	// ActiveJobs.
+	`CREATE INDEX jobs_active ON jobs (id) WHERE complete_at IS NULL`,
+	// One row per platform a job builds on, fixed when it is accepted.
+	`CREATE TABLE job_platforms (
+		jobid INTEGER NOT NULL REFERENCES jobs (id),
+		platform TEXT NOT NULL,
+		builderid INTEGER NOT NULL REFERENCES builders (id),
+		state TEXT NOT NULL,
+		summary TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (jobid, platform)
+	)`,
+	// The buildsets of a job, in the order they were made on each platform;
+	// the primary key makes each step of a platform's chain happen once.
+	`CREATE TABLE job_builds (
+		jobid INTEGER NOT NULL REFERENCES jobs (id),
+		platform TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		package INTEGER NOT NULL,
+		attempt INTEGER NOT NULL,
+		buildsetid INTEGER NOT NULL REFERENCES buildsets (id),
+		PRIMARY KEY (jobid, platform, seq)
+	)`,
+	// JobOfBuildset.
+	`CREATE UNIQUE INDEX job_builds_buildsetid ON job_builds (buildsetid)`,
+	// The artifact janitor: whether a stored blob is still referenced.
+	`CREATE INDEX artifacts_sha256 ON artifacts (sha256)`,
 }
