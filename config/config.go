@@ -42,6 +42,9 @@ type Config struct {
 	ChangeHooks []*ChangeHook // change_hook(), in declaration order
 	GitPollers  []*GitPoller  // git_poller(), in declaration order
 	Reporters   []*Reporter   // http_reporter() and *_status(), in declaration order
+	// Farms are the package_farm() declarations, in declaration order.
+	// Each platform builder of a farm is also in Builders.
+	Farms []*Farm
 
 	// Files lists the absolute path of every local file the configuration
 	// read, the main file first, then the files it load()ed in the order they
