@@ -195,6 +195,7 @@ type observer struct{ m *Master }
 func (o observer) BuildStarted(b store.Build) {
 	o.m.log.Info("build started", "builder", b.BuilderName, "number", b.Number, "build", b.ID, "worker", b.WorkerName)
 	o.m.reports.BuildStarted(b)
+	o.m.jobs.BuildStarted(b.BuildsetID) // a job moves to building
 	if x := o.m.opts.Observer; x != nil {
 		x.BuildStarted(b)
 	}

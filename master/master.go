@@ -21,6 +21,7 @@ import (
 	"github.com/starforge/starforge/master/build"
 	"github.com/starforge/starforge/master/dispatch"
 	"github.com/starforge/starforge/master/event"
+	"github.com/starforge/starforge/master/job"
 	"github.com/starforge/starforge/master/latent"
 	"github.com/starforge/starforge/master/poller"
 	"github.com/starforge/starforge/master/registry"
@@ -71,6 +72,8 @@ type Master struct {
 	latent *latent.Manager // latent workers' instances (latent.go)
 
 	reports *reporter.Manager // reporters of master.star; reads m.Config per event
+
+	jobs *job.Coordinator // package jobs (jobs.go)
 
 	unlock func() // releases the basedir lock
 
@@ -170,7 +173,8 @@ func New(opts Options) (*Master, error) {
 	})
 	m.run.Sessions = m.reg
 	m.sched = scheduler.New(scheduler.Options{Store: st, Queue: m.disp, Clock: clock.Real, Logger: m.log})
-	st.OnBuildsetComplete(m.sched.BuildsetComplete)
+	m.jobs = m.newJobs()
+	st.OnBuildsetComplete(m.buildsetComplete)
 	m.run.Triggerer = triggerer{m}
 	m.pollers = poller.NewManager(poller.Options{
 		Dir: filepath.Join(abs, "gitpoller"), Sink: m, State: st, Clock: clock.Real, Logger: m.log,
@@ -508,6 +512,10 @@ func (m *Master) Run(ctx context.Context) error {
 			m.log.Error("schedulers stopped", "err", err)
 		}
 	})
+	// Jobs after the dispatcher has the pending requests: the steps the
+	// coordinator adds as it takes up active jobs are not queued twice.
+	jobsDone := m.startJobs(srcCtx)
+	sources.Go(func() { <-jobsDone })
 	m.pollers.SetConfig(cfg.GitPollers)
 	sources.Go(func() {
 		if err := m.pollers.Run(srcCtx); err != nil && !errors.Is(err, context.Canceled) {
