@@ -390,6 +390,9 @@ func (m *Manager) retry(r *config.Reporter, what string, id int64, try func() (r
 		if !retry {
 			return err
 		}
+		if attempt == m.opts.Attempts {
+			break
+		}
 		m.opts.Logger.Warn("reporter: will retry", "reporter", r.Kind, "at", r.Pos.String(), what, id, "attempt", attempt, "err", err)
 	}
 	return fmt.Errorf("gave up after %d attempts: %w", m.opts.Attempts, last)
