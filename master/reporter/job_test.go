@@ -10,12 +10,12 @@ import (
 	"github.com/starforge/starforge/master/store"
 )
 
-// failedJob stores a job of farm "packages" on two platforms of f's
-// builder, one of which failed, and returns it.
+// job stores a job of farm "packages" on two platforms of f's builder,
+// finished in state (on debian-13-amd64 alone if JobFailed).
 func (f *fixture) job(t *testing.T, state string) store.Job {
 	ctx := context.Background()
 	j, err := f.st.AddJob(ctx, store.Job{Farm: "packages", Name: "hello", Submitter: "alice", Dir: "jobs/x",
-		Spec: []byte(`{"farm":"packages","name":"hello","packages":[{"name":"hello","files":["a.dsc"]},{"name":"libfoo","files":[]}]}`),
+		Spec:      []byte(`{"farm":"packages","name":"hello","packages":[{"name":"hello","files":["a.dsc"]},{"name":"libfoo","files":[]}]}`),
 		Platforms: []store.JobPlatform{{Platform: "debian-12-amd64", BuilderID: f.builder}, {Platform: "debian-13-amd64", BuilderID: f.builder}}})
 	if err != nil {
 		t.Fatal(err)
