@@ -18,8 +18,8 @@ func (m *Manager) reportJob(j store.Job) {
 	cfg := m.opts.Config()
 	var full *store.Job
 	for _, r := range cfg.Reporters {
-		if r.Kind != "http" && r.Kind != "mail" {
-			continue
+		if r.Kind != "http" && (r.Kind != "mail" || len(r.Mail.To) == 0) {
+			continue // a job has no blamelist: a mail reporter needs to=
 		}
 		if full == nil {
 			fj, err := m.opts.Store.GetJob(m.ctx, j.ID)
