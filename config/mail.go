@@ -203,7 +203,7 @@ func builtinMailReporter(c *call) (starlark.Value, error) {
 // once on a sample MailData, so that a misspelt field is a config error
 // rather than a mail that never leaves.
 func (c *call) mailTemplate(name, text string) *template.Template {
-	t, err := template.New(name).Funcs(MailFuncs).Option("missingkey=error").Parse(text)
+	t, err := template.New(name).Funcs(MailFuncs).Parse(text)
 	if err != nil {
 		c.argErrorf(name, "%v", err)
 		return nil
