@@ -61,6 +61,7 @@ var builtins = append([]*builtin{
 	{newSignature("github_status", statusReporterParams, reporterCommonParams), builtinGitHubStatus},
 	{newSignature("gitea_status", statusReporterParams, reporterCommonParams), builtinGiteaStatus},
 	{newSignature("gitlab_status", statusReporterParams, reporterCommonParams), builtinGitLabStatus},
+	{newSignature("mail_reporter", mailReporterParams, reporterCommonParams), builtinMailReporter},
 }, append(stepBuiltins(), forceParamBuiltins()...)...)
 
 // predeclare returns the predeclared names of master.star for this load.

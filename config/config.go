@@ -41,7 +41,7 @@ type Config struct {
 
 	ChangeHooks []*ChangeHook // change_hook(), in declaration order
 	GitPollers  []*GitPoller  // git_poller(), in declaration order
-	Reporters   []*Reporter   // http_reporter() and *_status(), in declaration order
+	Reporters   []*Reporter   // http_reporter(), *_status() and mail_reporter(), in declaration order
 	// Farms are the package_farm() declarations, in declaration order.
 	// Each platform builder of a farm is also in Builders.
 	Farms []*Farm

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"slices"
@@ -10,7 +11,7 @@ import (
 )
 
 // Reporter is a declaration of http_reporter(), github_status(),
-// gitea_status() or gitlab_status(): something the master tells about
+// gitea_status(), gitlab_status() or mail_reporter(): something the master tells about
 // builds as they start and finish.
 type Reporter struct {
 	// Kind is one of ReporterKinds.
@@ -34,12 +35,14 @@ type Reporter struct {
 	Builders, Tags, Branches []string
 	// Mode is one of ReporterModes: which finished builds are reported.
 	Mode string
+	// Mail holds the settings of a "mail" reporter; nil for other kinds.
+	Mail *Mail
 
 	Pos Pos // position of the call
 }
 
 // ReporterKinds are the kinds of Reporter.
-var ReporterKinds = []string{"http", "github", "gitea", "gitlab"}
+var ReporterKinds = []string{"http", "github", "gitea", "gitlab", "mail"}
 
 // ReporterModes are the values of a reporter's mode=: "all" reports every
 // build, "failing" failed ones, "problem" a failure after a success,
@@ -112,7 +115,7 @@ func (c *call) addReporter(r *Reporter) (starlark.Value, error) {
 	r.Builders = c.strList("builders")
 	r.Tags = c.strList("tags")
 	r.Branches = c.strList("branches")
-	r.Mode = c.str("mode", "all")
+	r.Mode = c.str("mode", cmp.Or(r.Mode, "all")) // a kind may preset its own default
 	if !slices.Contains(ReporterModes, r.Mode) {
 		c.argErrorf("mode", "unknown mode %q; want one of %s%s", r.Mode,
 			strings.Join(ReporterModes, ", "), didYouMean(r.Mode, ReporterModes))

@@ -1,6 +1,7 @@
-// Package reporter tells the outside world about builds: it posts commit
-// statuses to GitHub, Gitea and GitLab and pushes builds as JSON to any
-// HTTP endpoint, as the reporters of master.star ask (see config.Reporter).
+// Package reporter tells the outside world about builds and package jobs:
+// it posts commit statuses to GitHub, Gitea and GitLab, pushes builds and
+// jobs as JSON to any HTTP endpoint and mails them over SMTP, as the
+// reporters of master.star ask (see config.Reporter).
 //
 // A Manager is fed build events from the build path and never blocks it:
 // events go into a bounded queue, and one goroutine looks up what it needs
@@ -34,6 +35,12 @@ type Store interface {
 	GetBuildset(ctx context.Context, id int64) (store.Buildset, error)
 	BuildProperties(ctx context.Context, id int64) (map[string]store.Property, error)
 	ListBuilds(ctx context.Context, f store.BuildFilter) ([]store.Build, error)
+	// For mails: the changes, failed steps and log tail, and jobs.
+	BuildsetChanges(ctx context.Context, bsid int64) ([]store.Change, error)
+	ListSteps(ctx context.Context, buildID int64) ([]store.Step, error)
+	ListLogs(ctx context.Context, stepID int64) ([]store.Log, error)
+	ReadLog(ctx context.Context, logID int64, first, last int, w io.Writer) (int, error)
+	GetJob(ctx context.Context, id int64) (store.Job, error)
 }
 
 // Options configure a Manager. Store and Config are required.
@@ -48,6 +55,8 @@ type Options struct {
 	Attempts int
 	// Backoff is the wait before retry number n (1, 2, ...); default 2^(n-1) s.
 	Backoff func(n int) time.Duration
+	// SMTPTimeout bounds one attempt at sending a mail (default 2 minutes).
+	SMTPTimeout time.Duration
 }
 
 // Manager reports builds to the configured reporters. Its methods are safe
@@ -64,6 +73,7 @@ type Manager struct {
 
 type event struct {
 	b        store.Build
+	job      *store.Job // non-nil: a job's end, not a build event
 	finished bool
 	flushed  chan struct{} // non-nil: a Flush marker, closed when reached
 }
@@ -82,6 +92,9 @@ func New(opts Options) *Manager {
 	if opts.Attempts <= 0 {
 		opts.Attempts = 4
 	}
+	if opts.SMTPTimeout <= 0 {
+		opts.SMTPTimeout = 2 * time.Minute
+	}
 	if opts.Backoff == nil {
 		opts.Backoff = func(n int) time.Duration { return time.Second << min(n-1, 6) }
 	}
@@ -97,6 +110,11 @@ func (m *Manager) BuildStarted(b store.Build) { m.enqueue(event{b: b}) }
 // BuildFinished queues a report of b's end. It never blocks.
 func (m *Manager) BuildFinished(b store.Build) { m.enqueue(event{b: b, finished: true}) }
 
+// JobFinished queues a report of the end of package job j (succeeded or
+// failed). It never blocks. The job is read again from the store when it is
+// reported, so j needs only its ID.
+func (m *Manager) JobFinished(j store.Job) { m.enqueue(event{job: &j, finished: true}) }
+
 func (m *Manager) enqueue(e event) {
 	if len(m.opts.Config().Reporters) == 0 {
 		return
@@ -109,6 +127,10 @@ func (m *Manager) enqueue(e event) {
 	select {
 	case m.queue <- e:
 	default:
+		if e.job != nil {
+			m.opts.Logger.Warn("reporter queue full: job event dropped", "job", e.job.ID, "name", e.job.Name)
+			break
+		}
 		m.opts.Logger.Warn("reporter queue full: build event dropped", "build", e.b.ID, "builder", e.b.BuilderName, "finished", e.finished)
 	}
 }
@@ -160,6 +182,10 @@ func (m *Manager) loop() {
 		if m.ctx.Err() != nil {
 			continue
 		}
+		if e.job != nil {
+			m.reportJob(*e.job)
+			continue
+		}
 		m.report(e)
 	}
 }
@@ -175,14 +201,15 @@ type info struct {
 	repository string
 	prev       result.Result // the builder's previous finished build, None if none
 	url        string        // the build's page
+	reason     string        // the buildset's
 }
 
 func (m *Manager) report(e event) {
 	cfg := m.opts.Config()
 	var in *info
 	for _, r := range cfg.Reporters {
-		if !e.finished && r.Mode != "all" {
-			continue // only "all" reports starts
+		if !e.finished && (r.Mode != "all" || r.Kind == "mail") {
+			continue // only "all" reports starts, and never by mail
 		}
 		if len(r.Builders) > 0 && !slices.Contains(r.Builders, e.b.BuilderName) {
 			continue
@@ -219,6 +246,7 @@ func (m *Manager) gather(cfg *config.Config, e event) (*info, error) {
 		if err != nil {
 			return nil, fmt.Errorf("buildset %d: %w", e.b.BuildsetID, err)
 		}
+		in.reason = bs.Reason
 		for _, ss := range bs.SourceStamps {
 			if ss.Branch != "" {
 				in.branches = append(in.branches, ss.Branch)
@@ -321,6 +349,13 @@ func modeWants(mode string, res, prev result.Result) bool {
 // send makes r's request about in, retrying network errors and 5xx/429
 // answers with backoff.
 func (m *Manager) send(cfg *config.Config, r *config.Reporter, in *info) error {
+	if r.Kind == "mail" {
+		msg, err := m.buildMail(cfg, r, in)
+		if err != nil {
+			return err
+		}
+		return m.retry(r, "build", in.b.ID, func() (bool, error) { return m.sendMail(cfg, r.Mail, msg) })
+	}
 	req, err := buildRequest(cfg, r, in)
 	if err != nil {
 		return err
@@ -328,6 +363,14 @@ func (m *Manager) send(cfg *config.Config, r *config.Reporter, in *info) error {
 	if req == nil {
 		return nil
 	}
+	return m.retry(r, "build", in.b.ID, func() (bool, error) { return m.do(req) })
+}
+
+// retry calls try until it succeeds, fails for good (retry false) or has
+// been called Options.Attempts times, waiting Options.Backoff in between.
+// Each failure that will be retried is logged with what (such as "build")
+// and id.
+func (m *Manager) retry(r *config.Reporter, what string, id int64, try func() (retry bool, err error)) error {
 	var last error
 	for attempt := 1; attempt <= m.opts.Attempts; attempt++ {
 		if attempt > 1 {
@@ -339,7 +382,7 @@ func (m *Manager) send(cfg *config.Config, r *config.Reporter, in *info) error {
 				return fmt.Errorf("abandoned at shutdown after %d attempts: %w", attempt-1, last)
 			}
 		}
-		retry, err := m.do(req)
+		retry, err := try()
 		if err == nil {
 			return nil
 		}
@@ -347,7 +390,10 @@ func (m *Manager) send(cfg *config.Config, r *config.Reporter, in *info) error {
 		if !retry {
 			return err
 		}
-		m.opts.Logger.Warn("reporter: will retry", "reporter", r.Kind, "build", in.b.ID, "attempt", attempt, "err", err)
+		if attempt == m.opts.Attempts {
+			break
+		}
+		m.opts.Logger.Warn("reporter: will retry", "reporter", r.Kind, "at", r.Pos.String(), what, id, "attempt", attempt, "err", err)
 	}
 	return fmt.Errorf("gave up after %d attempts: %w", m.opts.Attempts, last)
 }
@@ -391,6 +437,9 @@ func redact(u string) string {
 // buildRequest returns the request r makes about in, or nil when there is
 // nothing to send (a status for a build without a revision).
 func buildRequest(cfg *config.Config, r *config.Reporter, in *info) (*request, error) {
+	if r.Kind == "http" {
+		return httpRequest(cfg, r, buildJSON(in))
+	}
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "starforge")
@@ -400,23 +449,6 @@ func buildRequest(cfg *config.Config, r *config.Reporter, in *info) (*request, e
 			return "", fmt.Errorf("reporter %s: %w", r.Kind, err)
 		}
 		return v, nil
-	}
-	if r.Kind == "http" {
-		for k, v := range r.Headers {
-			h.Set(k, v)
-		}
-		for k, name := range r.SecretHeaders {
-			v, err := secret(name)
-			if err != nil {
-				return nil, err
-			}
-			h.Set(k, v)
-		}
-		body, err := json.Marshal(buildJSON(in))
-		if err != nil {
-			return nil, fmt.Errorf("build %d as JSON: %w", in.b.ID, err)
-		}
-		return &request{url: r.URL, header: h, body: body}, nil
 	}
 
 	if in.revision == "" || in.repository == "" {
@@ -460,6 +492,28 @@ func buildRequest(cfg *config.Config, r *config.Reporter, in *info) (*request, e
 		return nil, err
 	}
 	return &request{url: u, header: h, body: body}, nil
+}
+
+// httpRequest returns the request of http_reporter r posting v as JSON.
+func httpRequest(cfg *config.Config, r *config.Reporter, v any) (*request, error) {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", "starforge")
+	for k, v := range r.Headers {
+		h.Set(k, v)
+	}
+	for k, name := range r.SecretHeaders {
+		v, err := cfg.Secret(name)
+		if err != nil {
+			return nil, fmt.Errorf("reporter %s: %w", r.Kind, err)
+		}
+		h.Set(k, v)
+	}
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("as JSON: %w", err)
+	}
+	return &request{url: r.URL, header: h, body: body}, nil
 }
 
 type statusBody struct {
