@@ -54,10 +54,9 @@ func (m *Master) buildsetComplete(id int64, res result.Result) {
 // Accepter is wired.
 func (m *Master) JobAccepted(j store.Job) { m.jobs.Accepted(j) }
 
-// jobFinished is told of each job that succeeded or failed.
-//
-// TODO(lead): report it (m.reports.JobFinished(j)) once the reporters
-// have that method.
+// jobFinished is told of each job that succeeded or failed: it logs it and
+// hands it to the reporters.
 func (m *Master) jobFinished(j store.Job) {
 	m.log.Info("job finished", "job", j.ID, "name", j.Name, "farm", j.Farm, "state", j.State, "summary", j.Summary)
+	m.reports.JobFinished(j)
 }
