@@ -61,6 +61,9 @@ var builtins = append([]*builtin{
 	{newSignature("github_status", statusReporterParams, reporterCommonParams), builtinGitHubStatus},
 	{newSignature("gitea_status", statusReporterParams, reporterCommonParams), builtinGiteaStatus},
 	{newSignature("gitlab_status", statusReporterParams, reporterCommonParams), builtinGitLabStatus},
+	{newSignature("package_farm", packageFarmParams), builtinPackageFarm},
+	{newSignature("publish_copy", publishCopyParams), builtinPublishCopy},
+	{newSignature("publish_command", publishCommandParams), builtinPublishCommand},
 }, append(stepBuiltins(), forceParamBuiltins()...)...)
 
 // predeclare returns the predeclared names of master.star for this load.
