@@ -190,9 +190,10 @@ func Check(dir, defaultName string, farms []*config.Farm) (Spec, *config.Farm, e
 			}
 		}
 	}
+	before := len(p)
 	s.Include = patterns("include", fields, &p)
 	s.Exclude = patterns("exclude", fields, &p)
-	if farm != nil {
+	if farm != nil && len(p) == before { // a bad pattern would make the filter's result noise
 		s.Platforms = choosePlatforms(farm, all, platforms, s.Include, s.Exclude, &p)
 	}
 
@@ -535,8 +536,10 @@ func didYouMean(x string, candidates []string) string {
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
-// editDistance is the Levenshtein distance between a and b, in bytes.
+// editDistance is the Levenshtein distance between a and b, in bytes,
+// with a swap of two neighbours (the commonest typo) counting as one.
 func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -550,8 +553,11 @@ func editDistance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(b)]
 }
