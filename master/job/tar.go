@@ -177,4 +177,3 @@ func tarType(t byte) string {
 	}
 	return fmt.Sprintf("tar entry of type %q", t)
 }
-
