@@ -62,6 +62,9 @@ var builtins = append([]*builtin{
 	{newSignature("gitea_status", statusReporterParams, reporterCommonParams), builtinGiteaStatus},
 	{newSignature("gitlab_status", statusReporterParams, reporterCommonParams), builtinGitLabStatus},
 	{newSignature("mail_reporter", mailReporterParams, reporterCommonParams), builtinMailReporter},
+	{newSignature("package_farm", packageFarmParams), builtinPackageFarm},
+	{newSignature("publish_copy", publishCopyParams), builtinPublishCopy},
+	{newSignature("publish_command", publishCommandParams), builtinPublishCommand},
 }, append(stepBuiltins(), forceParamBuiltins()...)...)
 
 // predeclare returns the predeclared names of master.star for this load.

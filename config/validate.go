@@ -6,6 +6,7 @@ package config
 // and reports every problem rather than the first.
 func (l *loader) validate(cfg *Config) {
 	l.collectDecls(cfg)
+	l.resolveFarms(cfg)      // farm.go
 	l.collectGitPollers(cfg) // gitpoller.go
 	l.resolveWorkerFilters(cfg)
 
