@@ -98,7 +98,7 @@ func publishCopy(basedir, jobDir string, platforms []string, dir string, log io.
 				return os.MkdirAll(target, 0o755)
 			case d.Type().IsRegular():
 				n++
-				return copyFile(path, target)
+				return replaceFile(path, target)
 			default:
 				return fmt.Errorf("%s: not a regular file or directory", path)
 			}
@@ -111,8 +111,9 @@ func publishCopy(basedir, jobDir string, platforms []string, dir string, log io.
 	return nil
 }
 
-// copyFile copies src to dst through a temporary file in dst's directory.
-func copyFile(src, dst string) error {
+// replaceFile copies src to dst through a temporary file in dst's directory,
+// so a reader of dst sees the old file or the new one, never a part.
+func replaceFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
