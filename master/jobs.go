@@ -13,8 +13,15 @@ import (
 // builds, adds its buildsets to the dispatcher's queue and publishes
 // finished jobs from the master's base directory.
 
-// newJobs makes the jobs' coordinator; startJobs runs it.
+// newJobs makes the jobs' coordinator and accepter; startJobs runs them.
 func (m *Master) newJobs() *job.Coordinator {
+	m.accept = job.NewAccepter(job.AcceptOptions{
+		Store:      m.store,
+		BaseDir:    m.opts.Basedir,
+		Config:     m.Config,
+		OnAccepted: m.JobAccepted,
+		Logger:     m.log.With("component", "jobs"),
+	})
 	return job.NewCoordinator(job.CoordinatorOptions{
 		Store:      m.store,
 		Basedir:    m.opts.Basedir,
@@ -25,18 +32,30 @@ func (m *Master) newJobs() *job.Coordinator {
 	})
 }
 
-// startJobs runs the coordinator until ctx ends: it first takes up the
-// jobs left active by the previous run. Call it once the dispatcher has
-// the pending requests. The returned channel is closed when it stopped.
+// startJobs runs the coordinator and the incoming directories' watcher
+// until ctx ends: the coordinator first takes up the jobs left active by
+// the previous run, the watcher adopts job directories a crash left
+// unstored and takes the jobs dropped while the master was down. Call it
+// once the dispatcher has the pending requests. The returned channel is
+// closed when both stopped.
 func (m *Master) startJobs(ctx context.Context) <-chan struct{} {
+	all := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		if err := m.accept.Run(ctx); err != nil && ctx.Err() == nil {
+			m.log.Error("jobs: incoming directories", "err", err)
+		}
+	}()
 	done, err := m.jobs.Start(ctx)
 	if err != nil { // started twice: a bug, not a reason to stop the master
 		m.log.Error("jobs", "err", err)
-		ch := make(chan struct{})
-		close(ch)
-		return ch
+		d := make(chan struct{})
+		close(d)
+		done = d
 	}
-	return done
+	go func() { <-done; <-watched; close(all) }()
+	return all
 }
 
 // buildsetComplete is the store's OnBuildsetComplete: the schedulers
@@ -49,9 +68,6 @@ func (m *Master) buildsetComplete(id int64, res result.Result) {
 
 // JobAccepted tells the master that job j was just stored (over HTTP, SSH
 // or from an incoming directory): its builds start. It does not block.
-//
-// TODO(lead): pass m.JobAccepted as the job.Accepter's OnAccepted when the
-// Accepter is wired.
 func (m *Master) JobAccepted(j store.Job) { m.jobs.Accepted(j) }
 
 // jobFinished is told of each job that succeeded or failed: it logs it and

@@ -73,7 +73,8 @@ type Master struct {
 
 	reports *reporter.Manager // reporters of master.star; reads m.Config per event
 
-	jobs *job.Coordinator // package jobs (jobs.go)
+	jobs   *job.Coordinator // package jobs (jobs.go)
+	accept *job.Accepter    // takes jobs in: HTTP, SSH, incoming directories
 
 	unlock func() // releases the basedir lock
 
