@@ -286,4 +286,3 @@ func TestSubmitWait(t *testing.T) {
 		})
 	}
 }
-
