@@ -136,15 +136,26 @@ func (c *client) authToken() string {
 
 // answerError describes an answer that is not the one hoped for.
 func (c *client) answerError(req *http.Request, resp *http.Response, body []byte) error {
+	// {"error": "..."}, or a JSON-RPC {"error": {"message": "..."}} from
+	// the authentication in front of every POST.
 	var e struct {
-		Error string `json:"error"`
+		Error json.RawMessage `json:"error"`
 	}
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+	msg := ""
+	if json.Unmarshal(body, &e) == nil && len(e.Error) > 0 {
+		var rpc struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(e.Error, &msg) != nil && json.Unmarshal(e.Error, &rpc) == nil {
+			msg = rpc.Message
+		}
+	}
+	if msg != "" {
 		hint := ""
 		if resp.StatusCode == http.StatusUnauthorized && c.authToken() == "" {
 			hint = " (give --token, or set STARFORGE_TOKEN, to one of your API tokens)"
 		}
-		return fmt.Errorf("master refused: %s%s", e.Error, hint)
+		return fmt.Errorf("master refused: %s%s", msg, hint)
 	}
 	return fmt.Errorf("%s %s: %s", req.Method, req.URL, resp.Status)
 }

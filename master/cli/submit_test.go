@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/starforge/starforge/config"
 	"github.com/starforge/starforge/master/cli"
 	"github.com/starforge/starforge/master/store"
 	"github.com/starforge/starforge/webui"
@@ -284,5 +285,61 @@ func TestSubmitWait(t *testing.T) {
 				t.Errorf("exit %d (want %d)\nstdout %q\nwant   %q\nstderr %q", code, tt.code, out, want, errOut)
 			}
 		})
+	}
+}
+
+// TestSubmitAuth: with logins on, the token decides; refusals say why.
+func TestSubmitAuth(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for u, tok := range map[string]string{"dev": "dev-token-0123456789", "vic": "vic-token-0123456789"} {
+		if err := os.WriteFile(filepath.Join(dir, "secrets", u), []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "master.star")
+	src := `
+master(web_auth = "users")
+secrets_dir("secrets")
+worker("w1", "pw")
+builder("b", workers = ["w1"], steps = [shell("true")])
+user("dev", roles = ["developer"], tokens = [secret("dev")])
+user("vic", roles = ["viewer"], tokens = [secret("vic")])
+`
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "state.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	acc := &fakeAccepter{st: st}
+	srv := httptest.NewServer(webui.New(webMaster{st: st}, webui.Options{Jobs: acc, Config: func() *config.Config { return cfg }}).Handler())
+	t.Cleanup(srv.Close)
+	job := writeJob(t, submitSpec)
+	t.Setenv("STARFORGE_TOKEN", "")
+	for _, tt := range []struct {
+		name, token, want string
+	}{
+		{"no token", "", "needs a login: log in, or send an API token as \"Authorization: Bearer TOKEN\" (give --token, or set STARFORGE_TOKEN, to one of your API tokens)"},
+		{"bad token", "not-a-token-at-all-0123", "master refused: invalid API token"},
+		{"viewer", "vic-token-0123456789", `master refused: user "vic" may not submit jobs`},
+	} {
+		out, errOut, code := run(t, "submit", "--master", srv.URL, "--token", tt.token, job)
+		if code != cli.ExitProblem || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 3 and %q", tt.name, code, out, errOut, tt.want)
+		}
+	}
+	t.Setenv("STARFORGE_TOKEN", "dev-token-0123456789")
+	out, errOut, code := run(t, "submit", "--master", srv.URL, job)
+	if code != cli.ExitOK || !strings.HasPrefix(out, "job 1 accepted: ") || acc.who != "dev" {
+		t.Errorf("dev: exit %d, stdout %q, stderr %q, submitter %q", code, out, errOut, acc.who)
 	}
 }
