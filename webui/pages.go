@@ -24,7 +24,7 @@ var pageNames = []string{"home", "builder", "build", "workers", "queue", "change
 
 // morePageNames are the pages of page_builders.go, page_console.go,
 // page_grid.go and page_stats.go.
-var morePageNames = []string{"builders", "console", "grid", "stats"}
+var morePageNames = []string{"builders", "console", "grid", "stats", "jobs", "job"}
 
 func mustParsePages(a *assets) *pageSet {
 	funcs := template.FuncMap{

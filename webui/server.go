@@ -23,6 +23,9 @@ type Options struct {
 	// Basedir is the master's base directory, from which artifacts are
 	// served; "" serves none.
 	Basedir string
+	// Jobs, if set, accepts package jobs at POST /api/v2/jobs (api_jobs.go);
+	// without it that endpoint answers 501.
+	Jobs JobSubmitter
 }
 
 // Server serves the web UI and REST API of one master.
@@ -37,6 +40,7 @@ type Server struct {
 	auth    *authState // auth.go
 	basedir string     // Options.Basedir
 	stats   statsCache
+	jobs    JobSubmitter // Options.Jobs
 }
 
 // New returns a Server for m. It panics if the embedded templates do not
@@ -44,6 +48,7 @@ type Server struct {
 func New(m Master, opts Options) *Server {
 	s := &Server{m: m, log: opts.Logger, hook: opts.ChangeHook}
 	s.basedir = opts.Basedir
+	s.jobs = opts.Jobs
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -87,6 +92,7 @@ func (s *Server) routes() http.Handler {
 	s.changeRoutes(api)
 
 	mux := http.NewServeMux()
+	s.jobRoutes(api, mux) // api_jobs.go
 	s.pagesRoutes(api, mux)
 	mux.Handle("/api/", jsonFallback(api))
 	if s.hook != nil {

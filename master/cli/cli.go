@@ -42,6 +42,7 @@ var commands = []command{
 	{"checkconfig", "check a master.star and summarise it", runCheckconfig},
 	{"force", "queue a build through the REST API", runForce},
 	{"sendchange", "send a change to the master through the REST API", runSendchange},
+	{"submit", "submit a package job (a directory with job.json) to the master", runSubmit},
 	{"reconfig", "make a running master load its configuration again", runReconfig},
 	{"stop", "stop a running master, letting running builds finish", runStop},
 	{"version", "print the version", runVersion},

@@ -169,7 +169,7 @@ func reorderFlags(args []string) ([]string, error) {
 
 func takesValue(name string) bool {
 	switch name {
-	case "master", "reason", "owner", "prop", "param":
+	case "master", "reason", "owner", "prop", "param", "token":
 		return true
 	}
 	return false
@@ -223,8 +223,9 @@ func joinRaw(r []json.RawMessage) string {
 
 // client talks to the master's REST API.
 type client struct {
-	base *url.URL
-	http *http.Client
+	base  *url.URL
+	http  *http.Client
+	token string // an API token; "" for env STARFORGE_TOKEN
 }
 
 func newClient(raw string) (*client, error) {
@@ -262,7 +263,10 @@ func (c *client) get(ctx context.Context, path string, query url.Values, v any) 
 }
 
 func (c *client) do(req *http.Request, v any) error {
-	token := os.Getenv("STARFORGE_TOKEN") // an API token, for masters with logins
+	token := c.token
+	if token == "" {
+		token = os.Getenv("STARFORGE_TOKEN") // an API token, for masters with logins
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -2,6 +2,7 @@ package sshd
 
 import (
 	"context"
+	"io"
 
 	"github.com/starforge/starforge/config"
 	"github.com/starforge/starforge/master/store"
@@ -32,6 +33,11 @@ type Backend interface {
 	PauseWorker(ctx context.Context, name, reason string) error
 	UnpauseWorker(ctx context.Context, name, reason string) error
 	Reconfig(ctx context.Context) (ReconfigResult, error)
+	// SubmitJob accepts a package job for submitter: r is a tar or tar.gz
+	// of the job's directory (see job.Accepter.Submit). The job is stored
+	// when it returns; for an invalid job the error has a method
+	// Problems() []string, and nothing is stored.
+	SubmitJob(ctx context.Context, r io.Reader, submitter string) (store.Job, error)
 }
 
 // ForceRequest forces a build of one builder through a force scheduler.

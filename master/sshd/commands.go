@@ -48,7 +48,7 @@ func init() {
 		helpCmd, whoamiCmd,
 		buildersCmd, workersCmd, statusCmd, queueCmd, logsCmd,
 		forceCmd, tryCmd, rebuildCmd, cancelCmd, stopCmd,
-		pauseCmd, unpauseCmd, reconfigCmd,
+		pauseCmd, unpauseCmd, reconfigCmd, submitCmd,
 	}
 }
 

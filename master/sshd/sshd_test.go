@@ -149,6 +149,8 @@ type fakeBackend struct {
 	mu    sync.Mutex
 	cfg   *config.Config
 	calls []string
+	// submit, if set, answers SubmitJob (submit_test.go).
+	submit func(ctx context.Context, r io.Reader, submitter string) (store.Job, error)
 }
 
 var errReached = errors.New("reached the backend")
@@ -194,6 +196,12 @@ func (f *fakeBackend) PauseWorker(_ context.Context, name, reason string) error 
 }
 func (f *fakeBackend) UnpauseWorker(_ context.Context, name, reason string) error {
 	return f.call("unpause " + name)
+}
+func (f *fakeBackend) SubmitJob(ctx context.Context, r io.Reader, submitter string) (store.Job, error) {
+	if f.submit != nil {
+		return f.submit(ctx, r, submitter)
+	}
+	return store.Job{}, f.call("submit " + submitter)
 }
 func (f *fakeBackend) Reconfig(context.Context) (ReconfigResult, error) {
 	return ReconfigResult{}, f.call("reconfig")
@@ -259,11 +267,11 @@ func TestAuthorization(t *testing.T) {
 	commands := [][]string{
 		{"help"}, {"whoami"}, {"builders"}, {"workers"}, {"status"}, {"queue"}, {"logs", "1"},
 		{"force", "proj"}, {"try", "proj"}, {"rebuild", "1"}, {"cancel", "1"}, {"stop", "1"},
-		{"pause", "w1"}, {"unpause", "w1"}, {"reconfig"},
+		{"pause", "w1"}, {"unpause", "w1"}, {"reconfig"}, {"submit"},
 	}
 	allowed := map[string]string{ // user → the commands allowed, besides help and whoami
-		"ann":    "builders workers status queue logs force try rebuild cancel stop pause unpause reconfig",
-		"dev":    "builders workers status queue logs force try rebuild cancel stop",
+		"ann":    "builders workers status queue logs force try rebuild cancel stop pause unpause reconfig submit",
+		"dev":    "builders workers status queue logs force try rebuild cancel stop submit",
 		"vic":    "builders workers status queue logs",
 		"rel":    "builders workers status queue logs rebuild",
 		"nobody": "",
