@@ -182,7 +182,7 @@ func New(opts Options) (*Master, error) {
 		Secret: func(name string) (string, error) { return m.Config().Secret(name) },
 	})
 	hooks := webhook.New(webhook.Options{Hooks: m.Config, Sink: m, Poller: pollers{m.pollers}, Logger: m.log})
-	m.web = webui.New(m, webui.Options{Logger: m.log, ChangeHook: hooks, Config: m.Config, Basedir: m.opts.Basedir})
+	m.web = webui.New(m, webui.Options{Logger: m.log, ChangeHook: hooks, Config: m.Config, Basedir: m.opts.Basedir, Jobs: m.accept})
 	return m, nil
 }
 
