@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/starforge/starforge/master/artifact"
 	"github.com/starforge/starforge/master/result"
 )
 
@@ -59,18 +60,42 @@ builder("up", ["w"], [
 	}
 	for i, w := range wants {
 		a := as[i]
-		if a.Name != w.name || a.Path != filepath.FromSlash(w.path) || a.StepID != b.steps[w.step].ID ||
+		if a.Name != w.name || a.Path != artifact.RelPath(sum(w.body)) || a.StepID != b.steps[w.step].ID ||
 			a.Size != int64(len(w.body)) || a.SHA256 != sum(w.body) || a.BuildID != b.ID || a.ModTime.IsZero() {
 			t.Errorf("artifact %d = %+v, want %+v", i, a, w)
 		}
-		p := a.Path
+		// The upload's destination holds the file as before; the row
+		// points at its blob.
+		p := w.path
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(h.dir, p)
 		}
-		if got, err := os.ReadFile(p); err != nil || string(got) != w.body {
-			t.Errorf("%s on the master: %q, %v", a.Path, got, err)
+		for _, p := range []string{p, filepath.Join(h.dir, a.Path)} {
+			if got, err := os.ReadFile(p); err != nil || string(got) != w.body {
+				t.Errorf("%s on the master: %q, %v", p, got, err)
+			}
 		}
 	}
+	// a.txt and elsewhere.txt hold the same bytes: one blob.
+	if n := countBlobs(t, h.dir); n != len(wants)-1 {
+		t.Errorf("%d blobs, want %d", n, len(wants)-1)
+	}
+}
+
+// countBlobs counts the files under basedir's blob store.
+func countBlobs(t *testing.T, basedir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(filepath.Join(basedir, artifact.Dir), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestArtifactPath checks how artifact paths are stored: relative inside
