@@ -11,8 +11,10 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/starforge/starforge/master/artifact"
 	"github.com/starforge/starforge/master/store"
 )
 
@@ -90,11 +92,14 @@ func (s *Server) artifactFromPath(r *http.Request) (store.Artifact, error) {
 }
 
 // GET /artifacts/{id}/download: the artifact's file, as an attachment.
-// Only files inside the master's base directory are served, opened
-// through an os.Root so that no path or symbolic link leads outside it,
-// and only while the file is the one recorded (same size and
-// modification time): a file replaced by a later upload is refused rather
-// than served under the old build's name and hash.
+// The artifact's blob in the artifact store is served, so a later upload
+// to the same master path does not change it. Only files inside the
+// master's base directory are served, opened through an os.Root so that
+// no path or symbolic link leads outside it, and only while the file is
+// the one recorded (same size; for a row older than the artifact store,
+// which names the upload's destination, same modification time too): a
+// file replaced by a later upload is refused rather than served under the
+// old build's name and hash.
 func (s *Server) downloadArtifact(w http.ResponseWriter, r *http.Request) error {
 	a, err := s.artifactFromPath(r)
 	if err != nil {
@@ -129,7 +134,12 @@ func (s *Server) downloadArtifact(w http.ResponseWriter, r *http.Request) error 
 	if !fi.Mode().IsRegular() {
 		return errorf(http.StatusGone, "artifact %d (%s) is no longer a file on the master", a.ID, a.Name)
 	}
-	if fi.Size() != a.Size || (!a.ModTime.IsZero() && !fi.ModTime().Truncate(time.Microsecond).Equal(a.ModTime)) {
+	// A blob of the artifact store is shared by every artifact with its
+	// content and so keeps the first one's modification time: only its
+	// size is checked. A row recorded before the store existed names the
+	// upload's destination, which a later upload may have replaced.
+	blob := strings.HasPrefix(filepath.ToSlash(a.Path), artifact.Dir+"/sha256/")
+	if fi.Size() != a.Size || (!blob && !a.ModTime.IsZero() && !fi.ModTime().Truncate(time.Microsecond).Equal(a.ModTime)) {
 		return errorf(http.StatusGone, "artifact %d (%s) was replaced on the master since build %d uploaded it", a.ID, a.Name, a.BuildID)
 	}
 	h := w.Header()
