@@ -23,6 +23,8 @@ import (
 type artifactJSON struct {
 	ArtifactID  int64    `json:"artifactid"`
 	BuildID     int64    `json:"buildid"`
+	BuilderID   int64    `json:"builderid"`
+	BuildNumber int      `json:"build_number"`
 	StepID      *int64   `json:"stepid"`
 	Name        string   `json:"name"`
 	Size        int64    `json:"size"`
@@ -31,8 +33,8 @@ type artifactJSON struct {
 	DownloadURL string   `json:"download_url"`
 }
 
-func toArtifactJSON(a store.Artifact) artifactJSON {
-	j := artifactJSON{ArtifactID: a.ID, BuildID: a.BuildID, Name: a.Name, Size: a.Size, SHA256: a.SHA256,
+func toArtifactJSON(a store.Artifact, builderID int64, buildNumber int) artifactJSON {
+	j := artifactJSON{ArtifactID: a.ID, BuildID: a.BuildID, BuilderID: builderID, BuildNumber: buildNumber, Name: a.Name, Size: a.Size, SHA256: a.SHA256,
 		CreatedAt: unixTime(a.CreatedAt), DownloadURL: artifactURL(a.ID)}
 	if a.StepID != 0 {
 		id := a.StepID
@@ -59,7 +61,7 @@ func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]artifactJSON, len(as))
 	for i, a := range as {
-		out[i] = toArtifactJSON(a)
+		out[i] = toArtifactJSON(a, b.BuilderID, b.Number)
 	}
 	writeSmallList(w, q, out)
 	return nil
@@ -75,7 +77,11 @@ func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeOne(w, q, toArtifactJSON(a))
+	b, err := s.m.Store().GetBuild(r.Context(), a.BuildID)
+	if err != nil {
+		return fmt.Errorf("artifact %d: %w", a.ID, err)
+	}
+	writeOne(w, q, toArtifactJSON(a, b.BuilderID, b.Number))
 	return nil
 }
 
@@ -176,13 +182,17 @@ func (s *Server) artifactRows(ctx context.Context, id int64) ([]artifactRow, err
 	}
 	out := make([]artifactRow, len(as))
 	for i, a := range as {
-		short := a.SHA256
-		if len(short) > 12 {
-			short = short[:12]
-		}
-		out[i] = artifactRow{Artifact: a, URL: artifactURL(a.ID), SizeText: formatBytes(a.Size), ShortSHA: short}
+		out[i] = newArtifactRow(a)
 	}
 	return out, nil
+}
+
+func newArtifactRow(a store.Artifact) artifactRow {
+	short := a.SHA256
+	if len(short) > 12 {
+		short = short[:12]
+	}
+	return artifactRow{Artifact: a, URL: artifactURL(a.ID), SizeText: formatBytes(a.Size), ShortSHA: short}
 }
 
 // formatBytes writes n as people read sizes: "512 B", "1.5 KiB", "20 MiB".
