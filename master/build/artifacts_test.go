@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -112,5 +113,40 @@ func TestArtifactPath(t *testing.T) {
 		if got := r.artifactPath(in); got != filepath.FromSlash(want) {
 			t.Errorf("artifactPath(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestArtifactsSurviveOverwrite checks that an artifact keeps its content
+// when a later build uploads to the same master path, and that the same
+// content uploaded again is stored once.
+func TestArtifactsSurviveOverwrite(t *testing.T) {
+	h := newHarness(t, `
+worker("w", "pw")
+builder("up", ["w"], [
+    shell(interpolate("echo %(prop:buildnumber)s > a.txt && echo same > b.txt")),
+    upload("a.txt", "out/a.txt"),
+    upload("b.txt", "out/b.txt"),
+])
+`)
+	h.startAgent("w")
+	b1 := h.build("up", "w")
+	b2 := h.build("up", "w")
+	for i, b := range []builtBuild{b1, b2} {
+		as, err := h.st.ListArtifacts(context.Background(), b.ID)
+		if err != nil || len(as) != 2 {
+			t.Fatalf("artifacts of build %d: %+v, %v", b.Number, as, err)
+		}
+		want := map[string]string{"a.txt": fmt.Sprintf("%d\n", i+1), "b.txt": "same\n"}
+		for _, a := range as {
+			if got, err := os.ReadFile(filepath.Join(h.dir, a.Path)); err != nil || string(got) != want[a.Name] {
+				t.Errorf("build %d's %s: %q, %v; want %q", b.Number, a.Name, got, err, want[a.Name])
+			}
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(h.dir, "out", "a.txt")); string(got) != "2\n" {
+		t.Errorf("out/a.txt: %q", got)
+	}
+	if n := countBlobs(t, h.dir); n != 3 {
+		t.Errorf("%d blobs, want 3 (a.txt twice, b.txt once)", n)
 	}
 }
