@@ -58,6 +58,7 @@ var builtins = append([]*builtin{
 	{newSignature("change_hook", changeHookParams), builtinChangeHook},
 	{newSignature("git_poller", gitPollerParams), builtinGitPoller},
 	{newSignature("http_reporter", httpReporterParams, reporterCommonParams), builtinHTTPReporter},
+	{newSignature("artifact_retention", artifactRetentionParams), builtinArtifactRetention},
 	{newSignature("github_status", statusReporterParams, reporterCommonParams), builtinGitHubStatus},
 	{newSignature("gitea_status", statusReporterParams, reporterCommonParams), builtinGiteaStatus},
 	{newSignature("gitlab_status", statusReporterParams, reporterCommonParams), builtinGitLabStatus},

@@ -46,6 +46,10 @@ type Config struct {
 	// Each platform builder of a farm is also in Builders.
 	Farms []*Farm
 
+	// ArtifactRetention are the artifact_retention() policies, in
+	// declaration order: a builder follows the first that covers it.
+	ArtifactRetention []*ArtifactRetention
+
 	// Files lists the absolute path of every local file the configuration
 	// read, the main file first, then the files it load()ed in the order they
 	// were first loaded. Files of the @starforge// library are not listed.

@@ -26,7 +26,7 @@ type stepKind struct {
 }
 
 // stepKinds is the registry of step constructors. It is never modified.
-var stepKinds = append([]*stepKind{
+var stepKinds = append(append([]*stepKind{
 	{
 		name:   "shell",
 		params: []param{{name: "command", required: true, positional: true}},
@@ -68,7 +68,7 @@ var stepKinds = append([]*stepKind{
 			return a, []starlark.Value{reprArg(a.Dir, a.DirR)}
 		},
 	},
-}, moreStepKinds...) // steps_more.go
+}, moreStepKinds...), jobStepKinds...) // steps_more.go, jobsteps.go
 
 // commonStepParams are the options every step constructor accepts, always
 // by keyword. They are parsed by commonStepOptions.

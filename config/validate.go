@@ -9,6 +9,7 @@ func (l *loader) validate(cfg *Config) {
 	l.resolveFarms(cfg)      // farm.go
 	l.collectGitPollers(cfg) // gitpoller.go
 	l.resolveWorkerFilters(cfg)
+	defer l.collectArtifactRetention(cfg) // artifacts.go: once every builder is known
 
 	workers := make(map[string]*Worker, len(cfg.Workers))
 	workerNames := make([]string, 0, len(cfg.Workers))

@@ -524,6 +524,7 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 	})
 	defer func() { stopSources(); sources.Wait() }()
+	defer m.startArtifactJanitor()() // artifacts.go
 
 	workerSrv := &http.Server{Handler: m.reg, ReadHeaderTimeout: 10 * time.Second}
 	webSrv := &http.Server{Handler: m.web.Handler(), ReadHeaderTimeout: 10 * time.Second}

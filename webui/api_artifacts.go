@@ -11,8 +11,10 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/starforge/starforge/master/artifact"
 	"github.com/starforge/starforge/master/store"
 )
 
@@ -21,6 +23,8 @@ import (
 type artifactJSON struct {
 	ArtifactID  int64    `json:"artifactid"`
 	BuildID     int64    `json:"buildid"`
+	BuilderID   int64    `json:"builderid"`
+	BuildNumber int      `json:"build_number"`
 	StepID      *int64   `json:"stepid"`
 	Name        string   `json:"name"`
 	Size        int64    `json:"size"`
@@ -29,8 +33,8 @@ type artifactJSON struct {
 	DownloadURL string   `json:"download_url"`
 }
 
-func toArtifactJSON(a store.Artifact) artifactJSON {
-	j := artifactJSON{ArtifactID: a.ID, BuildID: a.BuildID, Name: a.Name, Size: a.Size, SHA256: a.SHA256,
+func toArtifactJSON(a store.Artifact, builderID int64, buildNumber int) artifactJSON {
+	j := artifactJSON{ArtifactID: a.ID, BuildID: a.BuildID, BuilderID: builderID, BuildNumber: buildNumber, Name: a.Name, Size: a.Size, SHA256: a.SHA256,
 		CreatedAt: unixTime(a.CreatedAt), DownloadURL: artifactURL(a.ID)}
 	if a.StepID != 0 {
 		id := a.StepID
@@ -57,7 +61,7 @@ func (s *Server) listArtifacts(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]artifactJSON, len(as))
 	for i, a := range as {
-		out[i] = toArtifactJSON(a)
+		out[i] = toArtifactJSON(a, b.BuilderID, b.Number)
 	}
 	writeSmallList(w, q, out)
 	return nil
@@ -73,7 +77,11 @@ func (s *Server) getArtifact(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeOne(w, q, toArtifactJSON(a))
+	b, err := s.m.Store().GetBuild(r.Context(), a.BuildID)
+	if err != nil {
+		return fmt.Errorf("artifact %d: %w", a.ID, err)
+	}
+	writeOne(w, q, toArtifactJSON(a, b.BuilderID, b.Number))
 	return nil
 }
 
@@ -90,11 +98,14 @@ func (s *Server) artifactFromPath(r *http.Request) (store.Artifact, error) {
 }
 
 // GET /artifacts/{id}/download: the artifact's file, as an attachment.
-// Only files inside the master's base directory are served, opened
-// through an os.Root so that no path or symbolic link leads outside it,
-// and only while the file is the one recorded (same size and
-// modification time): a file replaced by a later upload is refused rather
-// than served under the old build's name and hash.
+// The artifact's blob in the artifact store is served, so a later upload
+// to the same master path does not change it. Only files inside the
+// master's base directory are served, opened through an os.Root so that
+// no path or symbolic link leads outside it, and only while the file is
+// the one recorded (same size; for a row older than the artifact store,
+// which names the upload's destination, same modification time too): a
+// file replaced by a later upload is refused rather than served under the
+// old build's name and hash.
 func (s *Server) downloadArtifact(w http.ResponseWriter, r *http.Request) error {
 	a, err := s.artifactFromPath(r)
 	if err != nil {
@@ -129,7 +140,12 @@ func (s *Server) downloadArtifact(w http.ResponseWriter, r *http.Request) error 
 	if !fi.Mode().IsRegular() {
 		return errorf(http.StatusGone, "artifact %d (%s) is no longer a file on the master", a.ID, a.Name)
 	}
-	if fi.Size() != a.Size || (!a.ModTime.IsZero() && !fi.ModTime().Truncate(time.Microsecond).Equal(a.ModTime)) {
+	// A blob of the artifact store is shared by every artifact with its
+	// content and so keeps the first one's modification time: only its
+	// size is checked. A row recorded before the store existed names the
+	// upload's destination, which a later upload may have replaced.
+	blob := strings.HasPrefix(filepath.ToSlash(a.Path), artifact.Dir+"/sha256/")
+	if fi.Size() != a.Size || (!blob && !a.ModTime.IsZero() && !fi.ModTime().Truncate(time.Microsecond).Equal(a.ModTime)) {
 		return errorf(http.StatusGone, "artifact %d (%s) was replaced on the master since build %d uploaded it", a.ID, a.Name, a.BuildID)
 	}
 	h := w.Header()
@@ -166,13 +182,17 @@ func (s *Server) artifactRows(ctx context.Context, id int64) ([]artifactRow, err
 	}
 	out := make([]artifactRow, len(as))
 	for i, a := range as {
-		short := a.SHA256
-		if len(short) > 12 {
-			short = short[:12]
-		}
-		out[i] = artifactRow{Artifact: a, URL: artifactURL(a.ID), SizeText: formatBytes(a.Size), ShortSHA: short}
+		out[i] = newArtifactRow(a)
 	}
 	return out, nil
+}
+
+func newArtifactRow(a store.Artifact) artifactRow {
+	short := a.SHA256
+	if len(short) > 12 {
+		short = short[:12]
+	}
+	return artifactRow{Artifact: a, URL: artifactURL(a.ID), SizeText: formatBytes(a.Size), ShortSHA: short}
 }
 
 // formatBytes writes n as people read sizes: "512 B", "1.5 KiB", "20 MiB".

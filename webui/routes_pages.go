@@ -16,4 +16,5 @@ func (s *Server) pagesRoutes(api, mux *http.ServeMux) {
 	mux.Handle("GET /grid", s.page(s.gridPage))
 	mux.Handle("GET /stats", s.page(s.statsPage))
 	mux.Handle("GET /artifacts/{id}/download", s.page(s.downloadArtifact))
+	s.artifactRoutes(api, mux) // page_artifacts.go
 }

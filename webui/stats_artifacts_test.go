@@ -323,8 +323,8 @@ func TestArtifactsAPIAndPage(t *testing.T) {
 		t.Fatalf("%d artifacts, want %d", len(got.Artifacts), len(f.arts))
 	}
 	a := f.arts["app.tar.gz"]
-	want := fmt.Sprintf("map[artifactid:%d buildid:%d created_at:%v download_url:/artifacts/%d/download name:app.tar.gz sha256:%s size:7 stepid:<nil>]",
-		a.ID, b.ID, float64(a.CreatedAt.UnixMilli())/1000, a.ID, a.SHA256)
+	want := fmt.Sprintf("map[artifactid:%d build_number:%d builderid:%d buildid:%d created_at:%v download_url:/artifacts/%d/download name:app.tar.gz sha256:%s size:7 stepid:<nil>]",
+		a.ID, b.Number, b.BuilderID, b.ID, float64(a.CreatedAt.UnixMilli())/1000, a.ID, a.SHA256)
 	if g := fmt.Sprint(got.Artifacts[0]); g != want {
 		t.Errorf("first artifact (by name)\n got %s\nwant %s", g, want)
 	}

@@ -30,6 +30,9 @@ type stepAction func(ctx context.Context, stdio *logSink, sc *config.Step) (resu
 // action returns how to run sc when it is one of the kinds of this file,
 // or nil.
 func (s *stepRun) action(sc *config.Step) stepAction {
+	if act := s.jobAction(sc); act != nil {
+		return act // jobsteps.go
+	}
 	switch sc.Action.(type) {
 	case *config.CompileAction, *config.TestAction, *config.ShellSequenceAction,
 		*config.SetPropertiesAction, *config.SetPropertyFromCommandAction,

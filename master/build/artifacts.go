@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/starforge/starforge/master/artifact"
 	"github.com/starforge/starforge/master/result"
 	"github.com/starforge/starforge/master/store"
 )
@@ -112,17 +113,40 @@ func (s *stepRun) recordArtifacts(ctx context.Context, cmd command, res result.R
 	if more > 0 {
 		stdio.header(ctx, fmt.Sprintf("%d more files are not listed as artifacts (at most %d per directory)", more, maxDirArtifacts))
 	}
+	if err := s.b.runner.keepArtifacts(ctx, s.b.build.ID, s.step.ID, files); err != nil {
+		stdio.header(ctx, err.Error())
+	}
+}
+
+// keepArtifacts records files as artifacts of build (and step): each one's
+// content goes into the master's blob store first, and the row points at
+// the blob, so that what a build uploaded stays downloadable when a later
+// build writes over the same master path. A master without a base
+// directory records the files where they are.
+func (r *Runner) keepArtifacts(ctx context.Context, build, step int64, files []storedFile) error {
+	if len(files) == 0 {
+		return nil
+	}
 	as := make([]store.Artifact, len(files))
 	for i, f := range files {
-		as[i] = store.Artifact{BuildID: s.b.build.ID, StepID: s.step.ID, Name: f.name,
-			Path: s.b.runner.artifactPath(f.path), SHA256: f.sha256, Size: f.size, ModTime: f.mtime}
+		as[i] = store.Artifact{BuildID: build, StepID: step, Name: f.name,
+			Path: r.artifactPath(f.path), SHA256: f.sha256, Size: f.size, ModTime: f.mtime}
 	}
-	if len(as) == 0 {
-		return
+	if r.Basedir != "" {
+		cas := artifact.Open(r.Basedir)
+		defer cas.Hold()()
+		for i, f := range files {
+			p, err := cas.Put(f.path, f.sha256)
+			if err != nil {
+				return fmt.Errorf("could not keep %s in the artifact store: %w", f.name, err)
+			}
+			as[i].Path = p
+		}
 	}
-	if _, err := s.b.runner.Store.AddArtifacts(ctx, as); err != nil {
-		stdio.header(ctx, "could not record the artifacts: "+err.Error())
+	if _, err := r.Store.AddArtifacts(ctx, as); err != nil {
+		return fmt.Errorf("could not record the artifacts: %w", err)
 	}
+	return nil
 }
 
 // artifactPath is how an artifact's path is stored: relative to the

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/starforge/starforge/master/artifact"
 	"github.com/starforge/starforge/master/result"
 )
 
@@ -59,18 +61,42 @@ builder("up", ["w"], [
 	}
 	for i, w := range wants {
 		a := as[i]
-		if a.Name != w.name || a.Path != filepath.FromSlash(w.path) || a.StepID != b.steps[w.step].ID ||
+		if a.Name != w.name || a.Path != artifact.RelPath(sum(w.body)) || a.StepID != b.steps[w.step].ID ||
 			a.Size != int64(len(w.body)) || a.SHA256 != sum(w.body) || a.BuildID != b.ID || a.ModTime.IsZero() {
 			t.Errorf("artifact %d = %+v, want %+v", i, a, w)
 		}
-		p := a.Path
+		// The upload's destination holds the file as before; the row
+		// points at its blob.
+		p := w.path
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(h.dir, p)
 		}
-		if got, err := os.ReadFile(p); err != nil || string(got) != w.body {
-			t.Errorf("%s on the master: %q, %v", a.Path, got, err)
+		for _, p := range []string{p, filepath.Join(h.dir, a.Path)} {
+			if got, err := os.ReadFile(p); err != nil || string(got) != w.body {
+				t.Errorf("%s on the master: %q, %v", p, got, err)
+			}
 		}
 	}
+	// a.txt and elsewhere.txt hold the same bytes: one blob.
+	if n := countBlobs(t, h.dir); n != len(wants)-1 {
+		t.Errorf("%d blobs, want %d", n, len(wants)-1)
+	}
+}
+
+// countBlobs counts the files under basedir's blob store.
+func countBlobs(t *testing.T, basedir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(filepath.Join(basedir, artifact.Dir), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestArtifactPath checks how artifact paths are stored: relative inside
@@ -87,5 +113,40 @@ func TestArtifactPath(t *testing.T) {
 		if got := r.artifactPath(in); got != filepath.FromSlash(want) {
 			t.Errorf("artifactPath(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestArtifactsSurviveOverwrite checks that an artifact keeps its content
+// when a later build uploads to the same master path, and that the same
+// content uploaded again is stored once.
+func TestArtifactsSurviveOverwrite(t *testing.T) {
+	h := newHarness(t, `
+worker("w", "pw")
+builder("up", ["w"], [
+    shell(interpolate("echo %(prop:buildnumber)s > a.txt && echo same > b.txt")),
+    upload("a.txt", "out/a.txt"),
+    upload("b.txt", "out/b.txt"),
+])
+`)
+	h.startAgent("w")
+	b1 := h.build("up", "w")
+	b2 := h.build("up", "w")
+	for i, b := range []builtBuild{b1, b2} {
+		as, err := h.st.ListArtifacts(context.Background(), b.ID)
+		if err != nil || len(as) != 2 {
+			t.Fatalf("artifacts of build %d: %+v, %v", b.Number, as, err)
+		}
+		want := map[string]string{"a.txt": fmt.Sprintf("%d\n", i+1), "b.txt": "same\n"}
+		for _, a := range as {
+			if got, err := os.ReadFile(filepath.Join(h.dir, a.Path)); err != nil || string(got) != want[a.Name] {
+				t.Errorf("build %d's %s: %q, %v; want %q", b.Number, a.Name, got, err, want[a.Name])
+			}
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(h.dir, "out", "a.txt")); string(got) != "2\n" {
+		t.Errorf("out/a.txt: %q", got)
+	}
+	if n := countBlobs(t, h.dir); n != 3 {
+		t.Errorf("%d blobs, want 3 (a.txt twice, b.txt once)", n)
 	}
 }

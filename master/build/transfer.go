@@ -414,6 +414,11 @@ func untar(r io.Reader, dir string) (files int, size int64, err error) {
 // error if it is absolute or climbs out with "..".
 func safeTarName(name string) (string, error) {
 	n := strings.ReplaceAll(name, `\`, "/")
+	if n == "/" {
+		// buildbot-worker archives the directory as "" and tarfile
+		// writes its entry as "/": the root itself.
+		return ".", nil
+	}
 	if n == "" || strings.HasPrefix(n, "/") || (len(n) > 1 && n[1] == ':') || strings.ContainsRune(n, 0) {
 		return "", fmt.Errorf("refusing entry %q: absolute or empty name", name)
 	}
