@@ -131,7 +131,10 @@ func platformStatus(p store.JobPlatform, pkgs []string) string {
 	case store.PlatformSucceeded:
 		return "succeeded"
 	case store.PlatformFailed:
-		if p.Summary != "" {
+		switch {
+		case strings.HasPrefix(p.Summary, "failed"): // the coordinator's summaries say it already
+			return p.Summary
+		case p.Summary != "":
 			return "failed: " + p.Summary
 		}
 		return "failed"

@@ -514,6 +514,7 @@ func TestPlatformStatus(t *testing.T) {
 		{store.JobPlatform{State: store.PlatformBuilding, Builds: []store.JobBuild{{Package: 7, Attempt: 1, BuildID: 4}}}, "building package #8"},
 		{store.JobPlatform{State: store.PlatformSucceeded}, "succeeded"},
 		{store.JobPlatform{State: store.PlatformFailed, Summary: "hello (build 17: failure)"}, "failed: hello (build 17: failure)"},
+		{store.JobPlatform{State: store.PlatformFailed, Summary: "failed: hello (build 17: failure)"}, "failed: hello (build 17: failure)"},
 		{store.JobPlatform{State: store.PlatformFailed}, "failed"},
 	}
 	for _, tt := range tests {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // jobFarmConfig is a farm of two platforms, one worker each. Each package of
@@ -242,10 +244,31 @@ func TestJobFailsOnOnePlatform(t *testing.T) {
 	if lines := publishedLines(t, basedir); len(lines) != 0 {
 		t.Errorf("published although a platform failed: %q", lines)
 	}
-	page := m.getText(t, fmt.Sprintf("jobs/%d", id))
-	if !strings.Contains(page, "debian-13-amd64") || !strings.Contains(page, "failed") {
-		t.Errorf("job page does not show the failed platform")
+
+	// The job's page, in a browser: one row per platform with its state,
+	// and each build a link to its page (where its logs are).
+	br := startBrowser(t)
+	br.do(t, "set the window's size", chromedp.EmulateViewport(1280, 640))
+	br.navigate(t, fmt.Sprintf("%sjobs/%d", m.url, id))
+	var rows []string
+	br.waitFor(t, "the platform rows", `() => {
+  const rows = [...document.querySelectorAll('tr[id^="platform-"]')];
+  return rows.length === 2 && rows.map(r => r.querySelector('td.name').textContent.trim() + ' ' +
+    r.querySelector('.status').textContent.trim() + ' ' + r.querySelectorAll('a.badge[href^="/builders/"]').length);
+}`, 20*time.Second, &rows)
+	if want := "debian-12-amd64 succeeded 2,debian-13-amd64 failed 2"; strings.Join(rows, ",") != want {
+		t.Errorf("job page rows %q, want %q (name, state, linked builds)", rows, want)
 	}
+	var summary string
+	br.eval(t, `document.querySelector('#job-summary').textContent`, &summary)
+	if !strings.Contains(summary, "debian-13-amd64") {
+		t.Errorf("job page summary %q does not name the failed platform", summary)
+	}
+	dirs := []string{t.TempDir(), os.Getenv("STARFORGE_SCREENSHOT_DIR")}
+	if os.Getenv("STARFORGE_UPDATE_SCREENSHOTS") == "1" {
+		dirs = append(dirs, filepath.Join("..", "..", "docs", "img"))
+	}
+	br.screenshot(t, "job.png", dirs...)
 }
 
 // TestJobDroppedWhileMasterDown: a job dropped into the incoming directory
