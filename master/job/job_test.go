@@ -607,3 +607,40 @@ func TestAdopt(t *testing.T) {
 		t.Errorf("report %q, %v", report, err)
 	}
 }
+
+// failingReader gives its data, then err: a transport failing mid-upload.
+type failingReader struct {
+	data []byte
+	err  error
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestSubmitReadFailure: a failure to read the upload (a body over the HTTP
+// limit, a dropped connection) reaches the caller as itself, not as a
+// malformed job, and leaves nothing behind.
+func TestSubmitReadFailure(t *testing.T) {
+	e := newEnv(t)
+	whole := helloTar(t, false, "")
+	cut := errors.New("connection dropped")
+	for _, at := range []int{100, 700} { // inside a header, inside a file's body
+		_, err := e.acc.Submit(context.Background(), &failingReader{data: whole[:at], err: cut}, "bob")
+		var inv *InvalidError
+		if !errors.Is(err, cut) || errors.As(err, &inv) {
+			t.Errorf("cut at %d: Submit = %v; want the read error, not problems", at, err)
+		}
+	}
+	if js := e.jobs(t); len(js) != 0 {
+		t.Errorf("jobs stored: %v", js)
+	}
+	if left := e.jobsLeft(t); len(left) != 0 {
+		t.Errorf("left under jobs/: %q", left)
+	}
+}

@@ -3,6 +3,7 @@ package job
 import (
 	"archive/tar"
 	"bufio"
+	"compress/flate"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -51,6 +52,9 @@ func Extract(r io.Reader, dir string, limit int64) (string, error) {
 			break
 		}
 		if err != nil {
+			if !archiveFault(err) {
+				return "", fmt.Errorf("read the job: %w", err)
+			}
 			p.addf("archive: %v (want a tar or tar.gz stream)", unwrapTar(err))
 			break
 		}
@@ -125,8 +129,11 @@ func writeFile(target string, tr io.Reader, h *tar.Header) error {
 		err = cerr
 	}
 	if err != nil {
-		if n < h.Size && !isWriteError(err) {
+		if n < h.Size && !isWriteError(err) && archiveFault(err) {
 			return &InvalidError{problems: []string{fmt.Sprintf("archive: %s: %v", h.Name, unwrapTar(err))}}
+		}
+		if !isWriteError(err) {
+			return fmt.Errorf("read the job: %w", err)
 		}
 		return err
 	}
@@ -138,6 +145,17 @@ func writeFile(target string, tr io.Reader, h *tar.Header) error {
 func isWriteError(err error) bool {
 	var pe *os.PathError
 	return errors.As(err, &pe)
+}
+
+// archiveFault tells a fault of the archive itself (truncated, not a tar,
+// a bad gzip stream) from a failure to read it, such as a body over the
+// HTTP server's limit or a dropped connection, which callers must see as
+// such (413, say) rather than as a malformed job.
+func archiveFault(err error) bool {
+	var corrupt flate.CorruptInputError
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, tar.ErrHeader) ||
+		errors.Is(err, tar.ErrFieldTooLong) || errors.Is(err, gzip.ErrChecksum) ||
+		errors.Is(err, gzip.ErrHeader) || errors.As(err, &corrupt)
 }
 
 func unwrapTar(err error) error {
