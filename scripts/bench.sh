@@ -10,6 +10,7 @@ go=${GO:-go}
 {
 	$go test -run '^$' -bench 'RequestToCommand|WebhookToCommand|TrivialBuilds|IdleWorkerRSS' -benchtime 200x ./master/bench/
 	$go test -run '^$' -bench 'PollRound200' -benchtime 10x ./master/poller/
+	$go test -run '^$' -bench '^BenchmarkSubmit$' -benchtime 200x ./master/job/
 	$go test -run '^$' -bench '^BenchmarkLogIngest$' -benchtime 5x ./master/bench/
 	$go test -run '^$' -bench 'MasterLogIngest' -benchtime 20x ./master/bench/
 	$go test -run '^$' -bench 'IdleWorkers$' -benchtime 1x ./master/bench/
@@ -32,6 +33,7 @@ row "request -> first command started, p99" "$(metric RequestToCommand p99-ms) m
 row "webhook received -> first command started, p50" "$(metric WebhookToCommand p50-ms) ms" "<= 50 ms"
 row "webhook received -> first command started, p99" "$(metric WebhookToCommand p99-ms) ms" ""
 row "one poll round over 200 unchanged repositories" "$(metric PollRound200 ms/round) ms" ""
+row "package job submitted -> stored, p50 (tar.gz of 3 files)" "$(metric Submit p50-ms) ms" ""
 row "trivial builds per second, 10 workers" "$(metric TrivialBuilds/workers=10 builds/s)" ""
 row "trivial builds per second, 50 workers" "$(metric TrivialBuilds/workers=50 builds/s)" ">= 500"
 row "log ingest through the master into storage" "$(metric MasterLogIngest log-MB/s) MB/s" ">= 200 MB/s"

@@ -209,7 +209,7 @@ type entry struct {
 	link       string
 }
 
-func makeTar(t *testing.T, gz bool, entries ...entry) []byte {
+func makeTar(t testing.TB, gz bool, entries ...entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	var w io.Writer = &buf
@@ -251,7 +251,7 @@ func makeTar(t *testing.T, gz bool, entries ...entry) []byte {
 	return buf.Bytes()
 }
 
-func helloTar(t *testing.T, gz bool, prefix string) []byte {
+func helloTar(t testing.TB, gz bool, prefix string) []byte {
 	var es []entry
 	if prefix != "" {
 		es = append(es, entry{name: prefix, typ: tar.TypeDir})
@@ -277,7 +277,7 @@ type env struct {
 	got   chan store.Job
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{base: t.TempDir(), cfg: testConfig(), got: make(chan store.Job, 10),
 		clock: clock.NewFake(time.Date(2026, 11, 22, 6, 30, 0, 0, time.UTC))}
