@@ -22,7 +22,8 @@ const tmpMaxAge = 24 * time.Hour
 
 // Janitor applies the artifact_retention() policies of the configuration:
 // it deletes the artifact rows of the finished builds beyond them, then
-// every blob no row references. The builds of a builder that no policy
+// the blobs of those rows that no row references any more. Its first sweep
+// looks at every blob instead, for those a crash left without a row. The builds of a builder that no policy
 // covers keep their artifacts.
 type Janitor struct {
 	Store   *store.Store
@@ -32,6 +33,8 @@ type Janitor struct {
 	Config func() *config.Config
 	Clock  clock.Clock  // nil: the real clock
 	Logger *slog.Logger // nil: slog.Default()
+
+	walked bool // the first sweep looked at every blob
 }
 
 // Report is what one sweep removed.
@@ -110,6 +113,7 @@ func (j *Janitor) Sweep(ctx context.Context) (Report, error) {
 		return rep, fmt.Errorf("artifact janitor: %w", err)
 	}
 	var errs []error
+	expired := map[string]bool{} // the sums whose rows went: only their blobs can have lost their last row
 	for _, b := range builders {
 		p := cfg.ArtifactPolicy(b.Name)
 		if p == nil {
@@ -127,11 +131,22 @@ func (j *Janitor) Sweep(ctx context.Context) (Report, error) {
 		builds := map[int64]bool{}
 		for _, a := range gone {
 			builds[a.BuildID] = true
+			expired[a.SHA256] = true
 		}
 		rep.Artifacts += len(gone)
 		rep.Builds += len(builds)
 	}
-	blobs, bytes, err := j.removeUnreferenced(ctx, now)
+	var blobs int
+	var bytes int64
+	if !j.walked {
+		// Once per janitor, every blob: those a master stopped between
+		// storing a blob and its row, and temporary files of copies it
+		// interrupted, are found only so.
+		blobs, bytes, err = j.removeUnreferenced(ctx, now)
+		j.walked = err == nil
+	} else {
+		blobs, bytes, err = j.removeExpired(ctx, expired)
+	}
 	rep.Blobs, rep.Bytes = blobs, bytes
 	if err != nil {
 		errs = append(errs, err)
@@ -190,6 +205,31 @@ func (j *Janitor) removeUnreferenced(ctx context.Context, now time.Time) (int, i
 	})
 	if err != nil {
 		return n, size, fmt.Errorf("remove unreferenced blobs: %w", err)
+	}
+	return n, size, nil
+}
+
+// removeExpired removes the blobs of sums that no artifact row references
+// any more.
+func (j *Janitor) removeExpired(ctx context.Context, sums map[string]bool) (int, int64, error) {
+	cas := Open(j.Basedir)
+	var n int
+	var size int64
+	for sum := range sums {
+		if !ValidSum(sum) {
+			continue // a row from before the store (no blob of its own)
+		}
+		removed, bytes, err := cas.removeIfUnreferenced(ctx, j.Store, sum)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed by hand, or never stored
+		}
+		if err != nil {
+			return n, size, fmt.Errorf("remove unreferenced blobs: %w", err)
+		}
+		if removed {
+			n++
+			size += bytes
+		}
 	}
 	return n, size, nil
 }

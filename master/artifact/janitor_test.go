@@ -325,3 +325,40 @@ func TestPut(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestJanitorLaterSweeps: after its first sweep, which looks at every blob,
+// the janitor removes the blobs of the rows it expires (a shared one only
+// once no row is left), and an orphan blob made since is left to the first
+// sweep of the next janitor.
+func TestJanitorLaterSweeps(t *testing.T) {
+	f := newFixture(t, []fixtureBuild{{"a", 9, []string{"old", "shared"}}, {"b", 9, []string{"shared"}}, {"a", 1, []string{"new"}}})
+	cfg := &config.Config{}
+	j := &Janitor{Store: f.st, Basedir: f.basedir, Config: func() *config.Config { return cfg },
+		Clock: clock.NewFake(now), Logger: quiet()}
+	if rep, err := j.Sweep(context.Background()); err != nil || rep != (Report{}) {
+		t.Fatalf("sweep without policies: %+v, %v", rep, err)
+	}
+	if err := os.WriteFile(filepath.Join(f.basedir, "stray"), []byte("orphan"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(f.basedir).Put(filepath.Join(f.basedir, "stray"), sum("orphan")); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg.ArtifactRetention = []*config.ArtifactRetention{{KeepBuilds: 1, Builders: []string{"a"}}}
+	rep, err := j.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Report{Artifacts: 2, Builds: 1, Blobs: 1, Bytes: 3}); rep != want {
+		t.Errorf("report %+v, want %+v", rep, want)
+	}
+	if got, want := f.blobs(t), []string{"new", "orphan", "shared"}; !slices.Equal(got, want) {
+		t.Errorf("blobs left %q, want %q", got, want)
+	}
+	next := &Janitor{Store: f.st, Basedir: f.basedir, Config: func() *config.Config { return cfg },
+		Clock: clock.NewFake(now), Logger: quiet()}
+	if rep, err := next.Sweep(context.Background()); err != nil || rep.Blobs != 1 {
+		t.Errorf("next janitor's first sweep: %+v, %v; want the orphan removed", rep, err)
+	}
+}

@@ -167,12 +167,20 @@ type builtBuild struct {
 // and returns it once finished.
 func (h *harness) build(builder, worker string, ss ...store.SourceStamp) builtBuild {
 	h.t.Helper()
+	return h.runBuildset(builder, worker, store.NewBuildset{SourceStamps: ss})
+}
+
+// runBuildset adds nb (for builder, with reason "test") and runs its
+// build on worker, returning it once finished.
+func (h *harness) runBuildset(builder, worker string, nb store.NewBuildset) builtBuild {
+	h.t.Helper()
 	ctx := context.Background()
 	b, err := h.st.GetBuilderByName(ctx, builder)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	_, reqs, err := h.st.AddBuildset(ctx, store.NewBuildset{Reason: "test", SourceStamps: ss, BuilderIDs: []int64{b.ID}})
+	nb.Reason, nb.BuilderIDs = "test", []int64{b.ID}
+	_, reqs, err := h.st.AddBuildset(ctx, nb)
 	if err != nil {
 		h.t.Fatal(err)
 	}

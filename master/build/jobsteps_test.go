@@ -20,35 +20,11 @@ import (
 // props and returns it once finished.
 func (h *harness) buildWith(builder, worker string, props map[string]any) builtBuild {
 	h.t.Helper()
-	ctx := context.Background()
-	b, err := h.st.GetBuilderByName(ctx, builder)
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	ps := map[string]store.Property{}
 	for k, v := range props {
 		ps[k] = store.Property{Value: v, Source: "Job"}
 	}
-	_, reqs, err := h.st.AddBuildset(ctx, store.NewBuildset{Reason: "test", BuilderIDs: []int64{b.ID}, Properties: ps})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if requeue := h.runner.RunBuild(reqs[0], worker); requeue {
-		h.t.Fatalf("build of %s on %s was requeued", builder, worker)
-	}
-	builds, err := h.st.ListBuilds(ctx, store.BuildFilter{RequestID: reqs[0].ID})
-	if err != nil || len(builds) != 1 {
-		h.t.Fatalf("builds of request %d: %v, %v", reqs[0].ID, builds, err)
-	}
-	out := builtBuild{Build: builds[0], steps: map[string]store.Step{}}
-	steps, err := h.st.ListSteps(ctx, out.ID)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	for _, s := range steps {
-		out.steps[s.Name] = s
-	}
-	return out
+	return h.runBuildset(builder, worker, store.NewBuildset{Properties: ps})
 }
 
 // writeFiles writes files (slash path → content) under dir.
