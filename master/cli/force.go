@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -226,6 +227,9 @@ type client struct {
 	base  *url.URL
 	http  *http.Client
 	token string // an API token; "" for env STARFORGE_TOKEN
+	// tokenHint is added to a 401 when no token was given: how to give
+	// one; "" for the environment variable.
+	tokenHint string
 }
 
 func newClient(raw string) (*client, error) {
@@ -263,11 +267,7 @@ func (c *client) get(ctx context.Context, path string, query url.Values, v any) 
 }
 
 func (c *client) do(req *http.Request, v any) error {
-	token := c.token
-	if token == "" {
-		token = os.Getenv("STARFORGE_TOKEN") // an API token, for masters with logins
-	}
-	if token != "" {
+	if token := c.authToken(); token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.http.Do(req)
@@ -280,25 +280,47 @@ func (c *client) do(req *http.Request, v any) error {
 		return fmt.Errorf("read answer from %s: %w", req.URL, err)
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error any `json:"error"`
-		}
-		if json.Unmarshal(body, &e) == nil && e.Error != nil {
-			hint := ""
-			if resp.StatusCode == http.StatusUnauthorized && token == "" {
-				hint = " (set STARFORGE_TOKEN to one of your API tokens)"
-			}
-			if m, ok := e.Error.(map[string]any); ok && m["message"] != nil {
-				return fmt.Errorf("master refused: %v%s", m["message"], hint)
-			}
-			return fmt.Errorf("master refused: %v%s", e.Error, hint)
-		}
-		return fmt.Errorf("%s %s: %s", req.Method, req.URL, resp.Status)
+		return c.answerError(req, resp, body)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("decode answer from %s: %w", req.URL, err)
 	}
 	return nil
+}
+
+// authToken is the API token to send: --token's, or env STARFORGE_TOKEN
+// (for masters with logins).
+func (c *client) authToken() string {
+	if c.token != "" {
+		return c.token
+	}
+	return os.Getenv("STARFORGE_TOKEN")
+}
+
+// answerError describes an answer that is not the one hoped for.
+func (c *client) answerError(req *http.Request, resp *http.Response, body []byte) error {
+	// {"error": "..."}, or a JSON-RPC {"error": {"message": "..."}} from
+	// the authentication in front of every POST.
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	msg := ""
+	if json.Unmarshal(body, &e) == nil && len(e.Error) > 0 {
+		var rpc struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(e.Error, &msg) != nil && json.Unmarshal(e.Error, &rpc) == nil {
+			msg = rpc.Message
+		}
+	}
+	if msg != "" {
+		hint := ""
+		if resp.StatusCode == http.StatusUnauthorized && c.authToken() == "" {
+			hint = " (" + cmp.Or(c.tokenHint, "set STARFORGE_TOKEN to one of your API tokens") + ")"
+		}
+		return fmt.Errorf("master refused: %s%s", msg, hint)
+	}
+	return fmt.Errorf("%s %s: %s", req.Method, req.URL, resp.Status)
 }
 
 // rpc calls a Buildbot-style JSON-RPC control endpoint.

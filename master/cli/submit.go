@@ -51,6 +51,7 @@ func runSubmit(ctx context.Context, args []string, out, errOut io.Writer) int {
 		return fail(ExitUsage, "--master: %v", err)
 	}
 	c.token = *token
+	c.tokenHint = "give --token, or set STARFORGE_TOKEN, to one of your API tokens"
 	// An upload may take long: no overall deadline, unlike the API calls.
 	upload := *c.http
 	upload.Timeout = 0
@@ -125,39 +126,6 @@ type submittedJob struct {
 // pageURL is the web page of job id.
 func (c *client) pageURL(id int64) string {
 	return c.base.JoinPath("jobs", strconv.FormatInt(id, 10)).String()
-}
-
-func (c *client) authToken() string {
-	if c.token != "" {
-		return c.token
-	}
-	return os.Getenv("STARFORGE_TOKEN")
-}
-
-// answerError describes an answer that is not the one hoped for.
-func (c *client) answerError(req *http.Request, resp *http.Response, body []byte) error {
-	// {"error": "..."}, or a JSON-RPC {"error": {"message": "..."}} from
-	// the authentication in front of every POST.
-	var e struct {
-		Error json.RawMessage `json:"error"`
-	}
-	msg := ""
-	if json.Unmarshal(body, &e) == nil && len(e.Error) > 0 {
-		var rpc struct {
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(e.Error, &msg) != nil && json.Unmarshal(e.Error, &rpc) == nil {
-			msg = rpc.Message
-		}
-	}
-	if msg != "" {
-		hint := ""
-		if resp.StatusCode == http.StatusUnauthorized && c.authToken() == "" {
-			hint = " (give --token, or set STARFORGE_TOKEN, to one of your API tokens)"
-		}
-		return fmt.Errorf("master refused: %s%s", msg, hint)
-	}
-	return fmt.Errorf("%s %s: %s", req.Method, req.URL, resp.Status)
 }
 
 // followJob polls job id until it is complete, printing each change of a
