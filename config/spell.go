@@ -63,3 +63,7 @@ func didYouMean(x string, candidates []string) string {
 	}
 	return ""
 }
+
+// DidYouMean is didYouMean for the master's other checkers of user input
+// (job.json, say), so that all of them suggest alike.
+func DidYouMean(x string, candidates []string) string { return didYouMean(x, candidates) }

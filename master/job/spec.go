@@ -134,7 +134,7 @@ func Check(dir, defaultName string, farms []*config.Farm) (Spec, *config.Farm, e
 	}
 	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		if !slices.Contains(specFields, k) {
-			p.field(k, "unknown field%s", didYouMean(k, specFields))
+			p.field(k, "unknown field%s", config.DidYouMean(k, specFields))
 		}
 	}
 	var s Spec
@@ -163,7 +163,7 @@ func Check(dir, defaultName string, farms []*config.Farm) (Spec, *config.Farm, e
 		s.OnFailure = farm.OnFailure
 	case s.OnFailure == "":
 	case !slices.Contains(config.FarmOnFailure, s.OnFailure):
-		p.field("on_failure", "want %q or %q, got %q%s", config.FarmOnFailure[0], config.FarmOnFailure[1], s.OnFailure, didYouMean(s.OnFailure, config.FarmOnFailure))
+		p.field("on_failure", "want %q or %q, got %q%s", config.FarmOnFailure[0], config.FarmOnFailure[1], s.OnFailure, config.DidYouMean(s.OnFailure, config.FarmOnFailure))
 	}
 
 	if v, ok := fields["options"]; ok && string(v) != "null" {
@@ -229,7 +229,7 @@ func chooseFarm(name string, farms []*config.Farm, p *problems) *config.Farm {
 	case name == "":
 		p.field("farm", "missing; the master has several farms: %s", quoted(names))
 	default:
-		p.field("farm", "unknown farm %q%s; the farms are %s", name, didYouMean(name, names), quoted(names))
+		p.field("farm", "unknown farm %q%s; the farms are %s", name, config.DidYouMean(name, names), quoted(names))
 	}
 	return nil
 }
@@ -250,7 +250,7 @@ func choosePlatforms(farm *config.Farm, all bool, listed, include, exclude []str
 			case seen[name]:
 				p.field(fmt.Sprintf("platforms[%d]", i), "%q is listed twice", name)
 			case !slices.Contains(known, name):
-				p.field(fmt.Sprintf("platforms[%d]", i), "unknown platform %q%s; farm %q has %s", name, didYouMean(name, known), farm.Name, quoted(known))
+				p.field(fmt.Sprintf("platforms[%d]", i), "unknown platform %q%s; farm %q has %s", name, config.DidYouMean(name, known), farm.Name, quoted(known))
 			default:
 				candidates = append(candidates, name)
 			}
@@ -519,45 +519,4 @@ func quoted(names []string) string {
 		q[i] = strconv.Quote(n)
 	}
 	return strings.Join(q, ", ")
-}
-
-// didYouMean returns ` (did you mean "y"?)` when x looks like a typo of
-// one of candidates.
-func didYouMean(x string, candidates []string) string {
-	best, bestD := "", max(1, len(x)/3)+1
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(x), strings.ToLower(c)); d < bestD && c != x {
-			best, bestD = c, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes,
-// with a swap of two neighbours (the commonest typo) counting as one.
-func editDistance(a, b string) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }
