@@ -291,7 +291,16 @@ func writeSpec(stage string, spec Spec) error {
 
 // copyTree copies the regular files and directories of src to dst.
 func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(file string, d fs.DirEntry, err error) error {
+	_, err := walkCopy(src, dst, copyFile)
+	return err
+}
+
+// walkCopy copies the regular files and directories of src to dst with
+// copy, and returns how many files it copied. Anything else in src (a
+// link, a device) is an error.
+func walkCopy(src, dst string, copy func(src, dst string, mode fs.FileMode) error) (int, error) {
+	n := 0
+	err := filepath.WalkDir(src, func(file string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -308,12 +317,15 @@ func copyTree(src, dst string) error {
 			if err != nil {
 				return err
 			}
-			return copyFile(file, target, info.Mode().Perm())
+			n++
+			return copy(file, target, info.Mode().Perm())
 		}
-		return fmt.Errorf("%s: not a regular file", file) // Check refused it already
+		return fmt.Errorf("%s: not a regular file or directory", file)
 	})
+	return n, err
 }
 
+// copyFile copies src to the new file dst, synced, with the given mode.
 func copyFile(src, dst string, mode fs.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {

@@ -81,30 +81,11 @@ func publishCopy(basedir, jobDir string, platforms []string, dir string, log io.
 			return fmt.Errorf("publish_copy: %w", err)
 		}
 		n := 0
-		err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if _, err := os.Stat(src); !errors.Is(err, fs.ErrNotExist) { // else the platform uploaded nothing
+			n, err = walkCopy(src, dst, func(src, dst string, _ fs.FileMode) error { return replaceFile(src, dst) })
 			if err != nil {
-				if path == src && errors.Is(err, fs.ErrNotExist) {
-					return fs.SkipDir // the platform uploaded nothing
-				}
-				return err
+				return fmt.Errorf("publish_copy %s: %w", plat, err)
 			}
-			rel, err := filepath.Rel(src, path)
-			if err != nil {
-				return err
-			}
-			target := filepath.Join(dst, rel)
-			switch {
-			case d.IsDir():
-				return os.MkdirAll(target, 0o755)
-			case d.Type().IsRegular():
-				n++
-				return replaceFile(path, target)
-			default:
-				return fmt.Errorf("%s: not a regular file or directory", path)
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("publish_copy %s: %w", plat, err)
 		}
 		fmt.Fprintf(log, "copied %d files from repo/%s to %s\n", n, plat, dst)
 	}
