@@ -173,6 +173,21 @@ func jobStateClass(state string) string {
 
 // jobDetail is a job with what its pages and API show beyond the store's
 // rows: package names, statuses and build numbers.
+// jobOf returns the job of the request's {id} path value, stored and as
+// the API shows it.
+func (s *Server) jobOf(r *http.Request) (store.Job, jobJSON, error) {
+	id, err := pathID(r, "id", "job id")
+	if err != nil {
+		return store.Job{}, jobJSON{}, err
+	}
+	j, err := s.m.Store().GetJob(r.Context(), id)
+	if err != nil {
+		return store.Job{}, jobJSON{}, lookupErr(err, "job %d", id)
+	}
+	d, err := s.jobDetail(r.Context(), j)
+	return j, d, err
+}
+
 func (s *Server) jobDetail(ctx context.Context, j store.Job) (jobJSON, error) {
 	out := toJobJSON(j)
 	pkgs := jobPackages(j.Spec)
@@ -344,15 +359,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	id, err := pathID(r, "id", "job id")
-	if err != nil {
-		return err
-	}
-	j, err := s.m.Store().GetJob(r.Context(), id)
-	if err != nil {
-		return lookupErr(err, "job %d", id)
-	}
-	d, err := s.jobDetail(r.Context(), j)
+	_, d, err := s.jobOf(r)
 	if err != nil {
 		return err
 	}

@@ -104,15 +104,7 @@ type jobBuildRow struct {
 // and its builds (linked to their pages, where the logs are), the job's
 // summary and its publish log.
 func (s *Server) jobPage(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id", "job id")
-	if err != nil {
-		return err
-	}
-	j, err := s.m.Store().GetJob(r.Context(), id)
-	if err != nil {
-		return lookupErr(err, "job %d", id)
-	}
-	detail, err := s.jobDetail(r.Context(), j)
+	j, detail, err := s.jobOf(r)
 	if err != nil {
 		return err
 	}
