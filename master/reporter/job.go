@@ -17,6 +17,9 @@ import (
 func (m *Manager) reportJob(j store.Job) {
 	cfg := m.opts.Config()
 	var full *store.Job
+	if len(j.Platforms) > 0 {
+		full = &j // as the coordinator read it when the job ended
+	}
 	for _, r := range cfg.Reporters {
 		if r.Kind != "http" && (r.Kind != "mail" || len(r.Mail.To) == 0) {
 			continue // a job has no blamelist: a mail reporter needs to=

@@ -111,8 +111,8 @@ func (m *Manager) BuildStarted(b store.Build) { m.enqueue(event{b: b}) }
 func (m *Manager) BuildFinished(b store.Build) { m.enqueue(event{b: b, finished: true}) }
 
 // JobFinished queues a report of the end of package job j (succeeded or
-// failed). It never blocks. The job is read again from the store when it is
-// reported, so j needs only its ID.
+// failed). It never blocks. A j with its platforms (what the coordinator
+// gives) is reported as it is; one with only its ID is read from the store.
 func (m *Manager) JobFinished(j store.Job) { m.enqueue(event{job: &j, finished: true}) }
 
 func (m *Manager) enqueue(e event) {
